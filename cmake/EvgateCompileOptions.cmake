@@ -1,0 +1,25 @@
+# Compile options shared by every evgate target.
+#
+# Our own code builds with warnings as errors; third-party headers come from /usr/include and are
+# system headers, so their warnings never fail the build.
+
+add_library(evgate_warnings INTERFACE)
+target_compile_options(evgate_warnings INTERFACE
+  -Wall -Wextra -Wpedantic -Werror
+  -Wshadow -Wnon-virtual-dtor -Woverloaded-virtual -Wcast-qual -Wformat=2
+  -Wimplicit-fallthrough -Wmissing-declarations)
+
+if(EVGATE_SANITIZE)
+  list(JOIN EVGATE_SANITIZE "," evgate_sanitizers)
+  add_compile_options(-fsanitize=${evgate_sanitizers} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${evgate_sanitizers})
+endif()
+
+# Adds a GoogleTest executable built from SOURCES and registers every test in it with ctest.
+# LABELS become ctest labels so a subset can be run with `ctest -L`.
+function(evgate_add_gtest name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main evgate_warnings)
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 30 PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT 120)
+endfunction()
