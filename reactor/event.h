@@ -1,0 +1,142 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "reactor/clock.h"
+#include "reactor/intrusive_list.h"
+
+namespace evgate::reactor {
+
+class EventBase;
+
+// What an event waits for, and what fired. The values are libevent's EV_* bits, so a libevent
+// user reads them the same way.
+using EventMask = short;
+inline constexpr EventMask kTimeout = 0x01;        // EV_TIMEOUT: the timeout passed
+inline constexpr EventMask kRead = 0x02;           // EV_READ: the fd is readable
+inline constexpr EventMask kWrite = 0x04;          // EV_WRITE: the fd is writable
+inline constexpr EventMask kSignal = 0x08;         // EV_SIGNAL: fd is a signal number
+inline constexpr EventMask kPersist = 0x10;        // EV_PERSIST: stays pending after its callback
+inline constexpr EventMask kEdgeTriggered = 0x20;  // EV_ET: edge-triggered (epoll backend)
+inline constexpr EventMask kClosed = 0x80;         // EV_CLOSED: the peer closed (EPOLLRDHUP)
+
+// The callback of an event: the fd (or signal number), the bits that fired, and the argument
+// given when the event was set up.
+using EventCallback = void (*)(int fd, EventMask what, void* arg);
+
+// The seed's lifecycle, coarsely: an event is *initialized* (non-pending) until add(), *pending*
+// while registered, and *active* once its condition is met and until its callback runs.
+enum class EventState : uint8_t { kInitialized, kPending, kActive };
+const char* toString(EventState state);
+
+// One event: an fd (or signal number, or nothing for a pure timer), what to wait for, and a
+// callback. It follows libevent's lifecycle exactly:
+//
+//   constructed            -> initialized (non-pending)
+//   add(timeout?)          -> pending        (add again: stays pending, a given timeout re-arms)
+//   fd ready / timeout     -> active         (queued on the base's active list)
+//   callback runs          -> non-pending    unless kPersist: then pending again
+//   del()                  -> non-pending    (if active and not yet run, the callback never runs)
+//
+// Thread rule: loop thread only (the thread running the base's loop, or the thread that owns
+// a base that is not running). Ownership: the caller owns the Event; it must not outlive its
+// base (if it does, every operation on it fails). Destroying an event dels it, so an Event may
+// be deleted from inside any callback, its own included.
+class Event {
+ public:
+  // A pure timer: no fd, only a timeout (libevent's evtimer_new).
+  Event(EventBase& base, EventCallback cb, void* arg) : Event(base, -1, 0, cb, arg) {}
+  Event(EventBase& base, int fd, EventMask what, EventCallback cb, void* arg);
+  ~Event();
+
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  // Changes fd, what, callback and argument of a non-pending, non-active event
+  // (libevent's event_assign). Returns -1 if the event is pending or active.
+  int assign(int fd, EventMask what, EventCallback cb, void* arg);
+
+  // Makes the event pending with no timeout; a timeout already armed stays armed, as in
+  // libevent's event_add(ev, NULL). Returns 0, or -1 (with errno) if the poller refused the fd.
+  int add();
+  // Makes the event pending; `timeout` (re-)arms its timeout, measured from the loop's cached
+  // time. For a persistent event the timeout is re-armed each time the event fires.
+  int add(Duration timeout);
+  // Makes the event non-pending and non-active. Does nothing on a non-pending event.
+  int del();
+  // Makes the event active with `res` as if its condition had been met, pending or not
+  // (libevent's event_active). An already active event accumulates the bits.
+  void activate(EventMask res);
+
+  // libevent's event_pending: true if the event is pending or active for any of `what`
+  // (kRead | kWrite | kSignal | kTimeout). If it has a timeout and `deadline` is not null,
+  // stores the deadline there.
+  bool pending(EventMask what = kRead | kWrite | kSignal | kTimeout | kClosed,
+               TimePoint* deadline = nullptr) const;
+  EventState state() const;
+  bool isActive() const { return (flags_ & kListActive) != 0; }
+
+  // Lower numbers run first. The default is the middle of the base's range. Fails (-1) while
+  // the event is active or if out of range.
+  int setPriority(int priority);
+  int priority() const { return priority_; }
+
+  // An owner label shown in EventBase::dumpEvents() (e.g. "flow 42 upstream read").
+  void setLabel(std::string label) { label_ = std::move(label); }
+  const std::string& label() const { return label_; }
+
+  int fd() const { return fd_; }
+  EventMask events() const { return events_; }
+  EventCallback callback() const { return callback_; }
+  void* arg() const { return arg_; }
+  // Null once the base is gone.
+  EventBase* base() const { return base_; }
+
+ private:
+  friend class EventBase;
+
+  // Which of the base's structures hold the event (libevent's EVLIST_* flags).
+  enum ListFlags : uint8_t {
+    kListInserted = 0x01,  // in the fd map or the signal map
+    kListTimeout = 0x02,   // in the timer heap
+    kListActive = 0x04,    // in an active queue
+    kListInternal = 0x08,  // the base's own; does not keep the loop running
+  };
+  static constexpr size_t kNotInHeap = static_cast<size_t>(-1);
+
+  int addAt(std::optional<TimePoint> deadline, std::optional<Duration> relative);
+
+  EventBase* base_;
+  int fd_;
+  EventMask events_;
+  EventMask res_ = 0;
+  uint8_t flags_ = 0;
+  int priority_;
+  EventCallback callback_;
+  void* arg_;
+
+  // Timer state: the deadline while in the heap; for persistent events the interval to re-arm.
+  TimePoint deadline_{};
+  uint64_t timerSequence_ = 0;  // equal deadlines fire in the order they were armed
+  size_t heapIndex_ = kNotInHeap;
+  Duration persistInterval_{0};
+
+  // Signal deliveries still to report; points at the dispatcher's counter while calling back,
+  // so that del() from inside the callback stops the remaining calls.
+  int signalCalls_ = 0;
+  int* runningSignalCalls_ = nullptr;
+
+  std::string label_;
+
+  ListLinks<Event> activeLinks_;  // the active queue of its priority
+  ListLinks<Event> mapLinks_;     // the event list of its fd or signal
+  ListLinks<Event> allLinks_;     // every event of the base, for dumpEvents()
+
+  using ActiveList = IntrusiveList<Event, &Event::activeLinks_>;
+  using MapList = IntrusiveList<Event, &Event::mapLinks_>;
+  using AllList = IntrusiveList<Event, &Event::allLinks_>;
+};
+
+}  // namespace evgate::reactor

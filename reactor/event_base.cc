@@ -1,0 +1,579 @@
+#include "reactor/event_base.h"
+
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <array>
+#include <cassert>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <list>
+
+#include "reactor/fatal.h"
+
+namespace evgate::reactor {
+namespace {
+
+constexpr int kMaxPriorities = 256;
+constexpr int kSignalSlots = _NSIG;
+
+EventMask interestOf(uint32_t readers, uint32_t writers, uint32_t closers, uint32_t edge) {
+  EventMask mask = 0;
+  if (readers > 0) mask |= kRead;
+  if (writers > 0) mask |= kWrite;
+  if (closers > 0) mask |= kClosed;
+  if (mask != 0 && edge > 0) mask |= kEdgeTriggered;
+  return mask;
+}
+
+}  // namespace
+
+// The holder of one EventBase::once() callback; it frees itself when the event fires.
+struct EventBase::OnceEvent {
+  std::function<void(int, EventMask)> callback;
+  std::unique_ptr<Event> event;
+  std::list<std::unique_ptr<OnceEvent>>::iterator self;
+};
+
+EventBase::EventBase() : EventBase(EventBaseOptions{}) {}
+
+EventBase::EventBase(const EventBaseOptions& options)
+    : poller_(Poller::create(options.backend)),
+      clock_(options.clock != nullptr ? options.clock : &MonotonicClock::instance()),
+      loopThread_(std::this_thread::get_id()),
+      activeQueues_(static_cast<size_t>(
+          options.priorities < 1 ? 1 : std::min(options.priorities, kMaxPriorities))),
+      signalEvents_(kSignalSlots) {
+  sigemptyset(&signalMask_);
+  sigemptyset(&blockedByUs_);
+  // EFD_NONBLOCK: a wake-up written while the counter is already set must never block the
+  // poster, and the loop drains it without blocking.
+  wakeFd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wakeFd_ < 0) fatalSyscall("eventfd");
+  wakeEvent_ = makeInternalEvent(wakeFd_, onWakeup, "internal: runInLoop wake-up");
+}
+
+EventBase::~EventBase() {
+  // Deferred objects may still own events of this base: let them go first.
+  runDeferredDeletes();
+  onceEvents_.clear();
+  wakeEvent_.reset();
+  signalEvent_.reset();
+  while (Event* ev = allEvents_.front()) {
+    ev->del();
+    allEvents_.erase(ev);
+    ev->base_ = nullptr;
+  }
+  for (int sig = 1; sig < kSignalSlots; ++sig) {
+    if (sigismember(&blockedByUs_, sig) == 1) unblockSignal(sig);
+  }
+  if (signalFd_ >= 0) ::close(signalFd_);
+  ::close(wakeFd_);
+}
+
+std::unique_ptr<Event> EventBase::makeInternalEvent(int fd, EventCallback cb, const char* label) {
+  auto ev = std::make_unique<Event>(*this, fd, kRead | kPersist, cb, this);
+  ev->flags_ |= Event::kListInternal;
+  ev->priority_ = 0;  // as libevent: its own events run before any user event
+  ev->setLabel(label);
+  if (ev->add() < 0) fatalSyscall("registering an internal event");
+  return ev;
+}
+
+void EventBase::assertInLoopThread() const {
+  assert(isInLoopThread() && "EventBase used from a thread other than its loop thread");
+}
+
+int EventBase::loop(int flags) {
+  if (running_) return -1;  // libevent refuses a reentrant loop too
+  running_ = true;
+  loopThread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  gotBreak_ = false;
+  gotExit_ = false;
+  cachedNow_.reset();
+
+  int result = 0;
+  for (bool done = false; !done;) {
+    continueFromHigherPriority_ = false;
+    if (gotExit_ || gotBreak_) break;
+    if (!(flags & kLoopNoExitOnEmpty) && !haveWork()) {
+      result = 1;
+      break;
+    }
+    const std::optional<Duration> timeout = pollTimeout(flags);
+    cachedNow_.reset();
+    ready_.clear();
+    if (poller_->wait(timeout, ready_) < 0) {
+      std::fprintf(stderr, "evgate: %s wait failed: errno %d\n", poller_->name().data(), errno);
+      result = -1;
+      break;
+    }
+    cachedNow_ = clock_->now();
+    activateReady();
+    processTimeouts();
+    if (activeCount_ > 0) {
+      const int processed = processActive();
+      if ((flags & kLoopOnce) && activeCount_ == 0 && processed != 0) done = true;
+    } else if (flags & kLoopNonBlock) {
+      done = true;
+    }
+    runPendingFunctors();
+    runDeferredDeletes();
+  }
+  cachedNow_.reset();
+  running_ = false;
+  return result;
+}
+
+void EventBase::loopBreak() {
+  assertInLoopThread();
+  gotBreak_ = true;
+}
+
+int EventBase::loopExit(std::optional<Duration> delay) {
+  return once(
+      -1, kTimeout, [this](int, EventMask) { gotExit_ = true; }, delay.value_or(Duration::zero()));
+}
+
+bool EventBase::haveWork() const {
+  return userEventCount_ > 0 || activeCount_ > 0 || haveFunctors_.load(std::memory_order_acquire);
+}
+
+std::optional<Duration> EventBase::pollTimeout(int flags) {
+  if (activeCount_ > 0 || (flags & kLoopNonBlock) ||
+      haveFunctors_.load(std::memory_order_acquire)) {
+    return Duration::zero();
+  }
+  if (timerHeap_.empty()) return std::nullopt;
+  const TimePoint deadline = timerHeap_.front()->deadline_;
+  TimePoint current = clock_->now();
+  if (deadline > current) {
+    clock_->idleUntil(deadline);
+    current = clock_->now();
+  }
+  return deadline > current ? deadline - current : Duration::zero();
+}
+
+TimePoint EventBase::now() const { return cachedNow_ ? *cachedNow_ : clock_->now(); }
+
+// ---- active events -------------------------------------------------------------------------
+
+void EventBase::activateReady() {
+  for (const ReadyFd& ready : ready_) {
+    if (ready.fd < 0 || static_cast<size_t>(ready.fd) >= fds_.size()) continue;
+    // libevent's evmap_io_active_: each event on the fd gets the bits it asked for.
+    for (Event* ev = fds_[ready.fd].events.front(); ev != nullptr; ev = Event::MapList::next(ev)) {
+      const EventMask fired = ev->events_ & ready.what & (kRead | kWrite | kClosed);
+      if (fired != 0) pushActive(*ev, fired, 1);
+    }
+  }
+}
+
+void EventBase::pushActive(Event& ev, EventMask res, int signalCalls) {
+  if (ev.flags_ & Event::kListActive) {
+    ev.res_ |= res;
+    return;
+  }
+  ev.res_ = res;
+  const int priority = std::min(ev.priority_, priorityCount() - 1);
+  if (runningPriority_ >= 0 && priority < runningPriority_) continueFromHigherPriority_ = true;
+  if (ev.events_ & kSignal) ev.signalCalls_ = signalCalls;
+  activeQueues_[priority].pushBack(&ev);
+  setListFlag(ev, Event::kListActive, true);
+  ++activeCount_;
+}
+
+void EventBase::removeActive(Event& ev) {
+  Event::ActiveList& queue = activeQueues_[std::min(ev.priority_, priorityCount() - 1)];
+  queue.erase(&ev);
+  setListFlag(ev, Event::kListActive, false);
+  --activeCount_;
+}
+
+// Runs the highest-priority non-empty queue. As in libevent, lower priorities wait for a later
+// iteration once a user callback has run; internal callbacks alone do not hold them back.
+int EventBase::processActive() {
+  int result = 0;
+  for (int priority = 0; priority < priorityCount(); ++priority) {
+    if (activeQueues_[priority].empty()) continue;
+    runningPriority_ = priority;
+    result = processQueue(activeQueues_[priority]);
+    if (result != 0) break;
+  }
+  runningPriority_ = -1;
+  return result;
+}
+
+int EventBase::processQueue(Event::ActiveList& queue) {
+  int count = 0;
+  continueFromHigherPriority_ = false;
+  while (Event* ev = queue.front()) {
+    // A persistent event stays registered; any other becomes non-pending before its callback,
+    // so the callback may add it again.
+    if (ev->events_ & kPersist) {
+      removeActive(*ev);
+    } else {
+      ev->del();
+    }
+    if (!(ev->flags_ & Event::kListInternal)) ++count;
+    runEvent(*ev);  // `ev` may be gone from here on
+    if (gotBreak_) return -1;
+    if (continueFromHigherPriority_) break;
+  }
+  return count;
+}
+
+void EventBase::runEvent(Event& ev) {
+  const int fd = ev.fd_;
+  const EventMask res = ev.res_;
+  const EventCallback cb = ev.callback_;
+  void* const arg = ev.arg_;
+  if (ev.events_ & kSignal) {
+    // One call per delivery. del() from inside the callback zeroes `calls` through the pointer,
+    // so the event is never touched again once it may have been destroyed.
+    int calls = ev.signalCalls_;
+    if (calls != 0) ev.runningSignalCalls_ = &calls;
+    while (calls > 0) {
+      --calls;
+      ev.signalCalls_ = calls;
+      if (calls == 0) ev.runningSignalCalls_ = nullptr;
+      cb(fd, res, arg);
+      if (gotBreak_) {
+        if (calls != 0) ev.runningSignalCalls_ = nullptr;
+        return;
+      }
+    }
+    return;
+  }
+  if (ev.events_ & kPersist) persistClosure(ev);
+  cb(fd, res, arg);
+}
+
+// libevent's event_persist_closure: re-arm a persistent event's timeout before its callback.
+// After a timeout the next deadline follows the previous one, so a periodic timer does not
+// drift; after I/O (or if the loop fell behind) it counts from now.
+void EventBase::persistClosure(Event& ev) {
+  if (ev.persistInterval_ <= Duration::zero()) return;
+  const TimePoint current = now();
+  const TimePoint relativeTo = (ev.res_ & kTimeout) ? ev.deadline_ : current;
+  TimePoint runAt = relativeTo + ev.persistInterval_;
+  if (runAt < current) runAt = current + ev.persistInterval_;
+  ev.addAt(runAt, std::nullopt);
+}
+
+void EventBase::setListFlag(Event& ev, uint8_t flag, bool on) {
+  constexpr uint8_t kCounted = Event::kListInserted | Event::kListTimeout | Event::kListActive;
+  const bool wasCounted = (ev.flags_ & kCounted) != 0;
+  if (on) {
+    ev.flags_ |= flag;
+  } else {
+    ev.flags_ &= static_cast<uint8_t>(~flag);
+  }
+  const bool counted = (ev.flags_ & kCounted) != 0;
+  if (!(ev.flags_ & Event::kListInternal) && wasCounted != counted) {
+    if (counted) {
+      ++userEventCount_;
+    } else {
+      --userEventCount_;
+    }
+  }
+}
+
+void EventBase::attach(Event& ev) { allEvents_.pushBack(&ev); }
+
+void EventBase::detach(Event& ev) { allEvents_.erase(&ev); }
+
+// ---- fd map --------------------------------------------------------------------------------
+
+int EventBase::insertMapped(Event& ev) {
+  const int fd = ev.fd_;
+  if (fd < 0) {
+    errno = EBADF;
+    return -1;
+  }
+  if (static_cast<size_t>(fd) >= fds_.size()) fds_.resize(static_cast<size_t>(fd) + 1);
+  FdSlot& slot = fds_[fd];
+  const bool edge = (ev.events_ & kEdgeTriggered) != 0;
+  // As libevent: one fd is either edge- or level-triggered for all its events.
+  if (!slot.events.empty() && (slot.edge > 0) != edge) {
+    errno = EINVAL;
+    return -1;
+  }
+  const EventMask before = interestOf(slot.readers, slot.writers, slot.closers, slot.edge);
+  const uint32_t readers = slot.readers + ((ev.events_ & kRead) ? 1 : 0);
+  const uint32_t writers = slot.writers + ((ev.events_ & kWrite) ? 1 : 0);
+  const uint32_t closers = slot.closers + ((ev.events_ & kClosed) ? 1 : 0);
+  const uint32_t edges = slot.edge + (edge ? 1 : 0);
+  const EventMask after = interestOf(readers, writers, closers, edges);
+  if (after != before && poller_->update(fd, before, after) < 0) return -1;
+  slot.readers = readers;
+  slot.writers = writers;
+  slot.closers = closers;
+  slot.edge = edges;
+  slot.events.pushBack(&ev);
+  setListFlag(ev, Event::kListInserted, true);
+  return 0;
+}
+
+void EventBase::removeMapped(Event& ev) {
+  FdSlot& slot = fds_[ev.fd_];
+  const EventMask before = interestOf(slot.readers, slot.writers, slot.closers, slot.edge);
+  if (ev.events_ & kRead) --slot.readers;
+  if (ev.events_ & kWrite) --slot.writers;
+  if (ev.events_ & kClosed) --slot.closers;
+  if (ev.events_ & kEdgeTriggered) --slot.edge;
+  const EventMask after = interestOf(slot.readers, slot.writers, slot.closers, slot.edge);
+  // A failure here means the fd is already gone; the kernel has forgotten it either way.
+  if (after != before) (void)poller_->update(ev.fd_, before, after);
+  slot.events.erase(&ev);
+  setListFlag(ev, Event::kListInserted, false);
+}
+
+// ---- timers --------------------------------------------------------------------------------
+
+bool EventBase::timerLess(const Event* a, const Event* b) const {
+  if (a->deadline_ != b->deadline_) return a->deadline_ < b->deadline_;
+  return a->timerSequence_ < b->timerSequence_;
+}
+
+void EventBase::heapSet(size_t index, Event* ev) {
+  timerHeap_[index] = ev;
+  ev->heapIndex_ = index;
+}
+
+void EventBase::heapUp(size_t index) {
+  Event* ev = timerHeap_[index];
+  while (index > 0) {
+    const size_t parent = (index - 1) / 2;
+    if (!timerLess(ev, timerHeap_[parent])) break;
+    heapSet(index, timerHeap_[parent]);
+    index = parent;
+  }
+  heapSet(index, ev);
+}
+
+void EventBase::heapDown(size_t index) {
+  Event* ev = timerHeap_[index];
+  const size_t size = timerHeap_.size();
+  for (;;) {
+    size_t child = 2 * index + 1;
+    if (child >= size) break;
+    if (child + 1 < size && timerLess(timerHeap_[child + 1], timerHeap_[child])) ++child;
+    if (!timerLess(timerHeap_[child], ev)) break;
+    heapSet(index, timerHeap_[child]);
+    index = child;
+  }
+  heapSet(index, ev);
+}
+
+void EventBase::insertTimer(Event& ev, TimePoint deadline) {
+  ev.deadline_ = deadline;
+  ev.timerSequence_ = nextTimerSequence_++;
+  timerHeap_.push_back(&ev);
+  heapUp(timerHeap_.size() - 1);
+  setListFlag(ev, Event::kListTimeout, true);
+}
+
+void EventBase::removeTimer(Event& ev) {
+  const size_t index = ev.heapIndex_;
+  Event* last = timerHeap_.back();
+  timerHeap_.pop_back();
+  if (index < timerHeap_.size()) {
+    heapSet(index, last);
+    heapUp(index);
+    heapDown(last->heapIndex_);
+  }
+  ev.heapIndex_ = Event::kNotInHeap;
+  setListFlag(ev, Event::kListTimeout, false);
+}
+
+// libevent's timeout_process: every expired event becomes non-pending, then active with
+// kTimeout (a persistent one is re-registered by its closure before its callback).
+void EventBase::processTimeouts() {
+  const TimePoint current = now();
+  while (!timerHeap_.empty() && timerHeap_.front()->deadline_ <= current) {
+    Event* ev = timerHeap_.front();
+    ev->del();
+    pushActive(*ev, kTimeout, 1);
+  }
+}
+
+// ---- signals -------------------------------------------------------------------------------
+
+int EventBase::insertSignal(Event& ev) {
+  const int sig = ev.fd_;
+  if (sig <= 0 || sig >= kSignalSlots) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (signalEvents_[sig].empty()) {
+    sigset_t one;
+    sigset_t previous;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    // signalfd only sees signals that are blocked; otherwise the default action would run.
+    pthread_sigmask(SIG_BLOCK, &one, &previous);
+    if (sigismember(&previous, sig) == 0) sigaddset(&blockedByUs_, sig);
+    sigaddset(&signalMask_, sig);
+    const int fd = signalfd(signalFd_, &signalMask_, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) {
+      const int saved = errno;
+      sigdelset(&signalMask_, sig);
+      if (sigismember(&blockedByUs_, sig) == 1) unblockSignal(sig);
+      errno = saved;
+      return -1;
+    }
+    if (signalFd_ < 0) {
+      signalFd_ = fd;
+      signalEvent_ = makeInternalEvent(fd, onSignalFd, "internal: signalfd");
+    }
+  }
+  signalEvents_[sig].pushBack(&ev);
+  setListFlag(ev, Event::kListInserted, true);
+  return 0;
+}
+
+void EventBase::removeSignal(Event& ev) {
+  const int sig = ev.fd_;
+  signalEvents_[sig].erase(&ev);
+  setListFlag(ev, Event::kListInserted, false);
+  if (!signalEvents_[sig].empty()) return;
+  sigdelset(&signalMask_, sig);
+  (void)signalfd(signalFd_, &signalMask_, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (sigismember(&blockedByUs_, sig) == 1) unblockSignal(sig);
+}
+
+void EventBase::unblockSignal(int sig) {
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+  sigdelset(&blockedByUs_, sig);
+}
+
+void EventBase::onSignalFd(int fd, EventMask, void* arg) {
+  auto* self = static_cast<EventBase*>(arg);
+  std::array<int, kSignalSlots> deliveries{};
+  signalfd_siginfo info[16];
+  for (;;) {
+    const ssize_t n = ::read(fd, info, sizeof info);
+    if (n <= 0) break;
+    for (size_t i = 0; i < static_cast<size_t>(n) / sizeof info[0]; ++i) {
+      const auto sig = static_cast<int>(info[i].ssi_signo);
+      if (sig > 0 && sig < kSignalSlots) ++deliveries[sig];
+    }
+  }
+  for (int sig = 1; sig < kSignalSlots; ++sig) {
+    if (deliveries[sig] == 0) continue;
+    for (Event* ev = self->signalEvents_[sig].front(); ev != nullptr;
+         ev = Event::MapList::next(ev)) {
+      self->pushActive(*ev, kSignal, deliveries[sig]);
+    }
+  }
+}
+
+// ---- cross-thread work ---------------------------------------------------------------------
+
+void EventBase::runInLoop(std::function<void()> fn) {
+  bool wasEmpty;
+  {
+    std::lock_guard<std::mutex> lock(functorsMutex_);
+    wasEmpty = functors_.empty();
+    functors_.push_back(std::move(fn));
+    haveFunctors_.store(true, std::memory_order_release);
+  }
+  // A non-empty queue means a wake-up is already on its way. The loop thread itself never needs
+  // one: the loop polls without blocking while functions are queued.
+  if (wasEmpty && !isInLoopThread()) wakeup();
+}
+
+void EventBase::wakeup() {
+  const uint64_t one = 1;
+  // EAGAIN means the counter is saturated: the loop is woken anyway.
+  if (::write(wakeFd_, &one, sizeof one) < 0 && errno != EAGAIN) fatalSyscall("eventfd write");
+}
+
+void EventBase::onWakeup(int fd, EventMask, void*) {
+  uint64_t count;
+  (void)::read(fd, &count, sizeof count);  // EAGAIN: someone drained it already
+}
+
+void EventBase::runPendingFunctors() {
+  if (!haveFunctors_.load(std::memory_order_acquire)) return;
+  {
+    std::lock_guard<std::mutex> lock(functorsMutex_);
+    runningFunctors_.swap(functors_);
+    haveFunctors_.store(false, std::memory_order_relaxed);
+  }
+  for (auto& fn : runningFunctors_) fn();
+  runningFunctors_.clear();
+}
+
+void EventBase::deferDelete(std::unique_ptr<DeferredDeletable> object) {
+  assertInLoopThread();
+  deferred_.push_back(std::move(object));
+}
+
+void EventBase::runDeferredDeletes() {
+  // Destructors may defer more deletions; keep going until none are left.
+  while (!deferred_.empty()) {
+    std::vector<std::unique_ptr<DeferredDeletable>> batch;
+    batch.swap(deferred_);
+    batch.clear();
+  }
+}
+
+// ---- once, priorities, dump ----------------------------------------------------------------
+
+int EventBase::once(int fd, EventMask what, std::function<void(int, EventMask)> cb,
+                    std::optional<Duration> timeout) {
+  assertInLoopThread();
+  const EventMask watched = what & (kRead | kWrite | kClosed | kSignal);
+  onceEvents_.push_back(std::make_unique<OnceEvent>());
+  OnceEvent& holder = *onceEvents_.back();
+  holder.self = std::prev(onceEvents_.end());
+  holder.callback = std::move(cb);
+  holder.event = std::make_unique<Event>(
+      *this, watched != 0 ? fd : -1, watched,
+      [](int evFd, EventMask fired, void* arg) {
+        auto* once = static_cast<OnceEvent*>(arg);
+        EventBase* base = once->event->base();
+        auto callback = std::move(once->callback);
+        base->onceEvents_.erase(once->self);  // destroys the event: safe inside its callback
+        callback(evFd, fired);
+      },
+      &holder);
+  holder.event->setLabel("once");
+  const int rc = timeout ? holder.event->add(*timeout) : holder.event->add();
+  if (rc < 0) onceEvents_.erase(holder.self);
+  return rc;
+}
+
+int EventBase::setPriorityCount(int priorities) {
+  assertInLoopThread();
+  if (activeCount_ > 0 || priorities < 1 || priorities > kMaxPriorities) return -1;
+  activeQueues_ = std::vector<Event::ActiveList>(static_cast<size_t>(priorities));
+  return 0;
+}
+
+std::vector<EventInfo> EventBase::dumpEvents() const {
+  std::vector<EventInfo> rows;
+  rows.reserve(allEvents_.size());
+  for (const Event* ev = allEvents_.front(); ev != nullptr; ev = Event::AllList::next(ev)) {
+    EventInfo row{ev->fd_,
+                  ev->events_,
+                  ev->state(),
+                  ev->isActive() ? ev->res_ : EventMask{0},
+                  ev->priority_,
+                  std::nullopt,
+                  (ev->flags_ & Event::kListInternal) != 0,
+                  ev->label_};
+    if (ev->flags_ & Event::kListTimeout) row.deadline = ev->deadline_;
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+}  // namespace evgate::reactor

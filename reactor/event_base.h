@@ -1,0 +1,217 @@
+#pragma once
+
+#include <signal.h>
+
+#include <atomic>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "reactor/clock.h"
+#include "reactor/event.h"
+#include "reactor/poller.h"
+
+namespace evgate::reactor {
+
+// Flags for EventBase::loop(), libevent's EVLOOP_* values.
+inline constexpr int kLoopOnce = 0x01;            // block for active events, run them, return
+inline constexpr int kLoopNonBlock = 0x02;        // run what is ready now, never block
+inline constexpr int kLoopNoExitOnEmpty = 0x04;   // keep running with no events registered
+
+struct EventBaseOptions {
+  Backend backend = Backend::kDefault;
+  // Null: the monotonic clock. Otherwise not owned; must outlive the base.
+  Clock* clock = nullptr;
+  // Number of priority levels for active events (libevent's event_base_priority_init).
+  int priorities = 1;
+};
+
+// One row of EventBase::dumpEvents().
+struct EventInfo {
+  int fd;
+  EventMask events;  // what it waits for
+  EventState state;
+  EventMask firing;  // while active: the bits that fired
+  int priority;
+  std::optional<TimePoint> deadline;
+  bool internal;  // the base's own (wake-up, signals)
+  std::string label;
+};
+
+// An object that must die on a later loop turn because one of its callbacks may still be on the
+// stack (Envoy's DeferredDeletable).
+class DeferredDeletable {
+ public:
+  virtual ~DeferredDeletable() = default;
+};
+
+// The event loop: libevent's event_base. It owns a poller, a timer min-heap on its clock, a
+// signalfd for signal events, and the active queues; it runs callbacks by priority.
+//
+// Thread rule: one loop thread. Every method is loop-thread-only except runInLoop() and
+// isInLoopThread(), which are safe from any thread. The loop thread is the thread that created
+// the base until a thread calls loop()/dispatch(); from then on it is that thread.
+// Signal events: the signal is blocked in the loop thread and read from a signalfd. Block it in
+// every other thread of the process too (e.g. before starting them), or the kernel may deliver
+// it to one of them instead.
+class EventBase {
+ public:
+  EventBase();
+  explicit EventBase(const EventBaseOptions& options);
+  // Events still alive are detached (their operations fail from then on); deferred deletions
+  // and queued functions that never ran are destroyed.
+  ~EventBase();
+
+  EventBase(const EventBase&) = delete;
+  EventBase& operator=(const EventBase&) = delete;
+
+  // Runs until no events are registered (returns 1), or loopBreak()/loopExit() (returns 0).
+  // Returns -1 if the poller fails, or if called while already running.
+  int dispatch() { return loop(0); }
+  // libevent's event_base_loop with kLoopOnce / kLoopNonBlock / kLoopNoExitOnEmpty.
+  int loop(int flags);
+
+  // Stops the loop after the callback now running; active events not yet run stay active.
+  void loopBreak();
+  // Stops the loop after `delay` (none: at the end of this iteration), once the active events
+  // of that iteration have run. The pending exit counts as an event (as in libevent).
+  int loopExit(std::optional<Duration> delay = std::nullopt);
+  bool gotBreak() const { return gotBreak_; }
+  bool gotExit() const { return gotExit_; }
+
+  // Queues `fn` to run on the loop thread at the end of a loop iteration; never runs it inline,
+  // so callers may hold their own locks. Wakes a sleeping loop only when the queue was empty.
+  // Queued functions keep dispatch() from returning for lack of events.
+  // Safe from any thread.
+  void runInLoop(std::function<void()> fn);
+  // Safe from any thread.
+  bool isInLoopThread() const { return loopThread_.load(std::memory_order_relaxed) ==
+                                       std::this_thread::get_id(); }
+  void assertInLoopThread() const;
+
+  // Destroys `object` at the end of this loop iteration, after every callback on the stack has
+  // returned.
+  void deferDelete(std::unique_ptr<DeferredDeletable> object);
+
+  // Calls `cb` once, when `fd` is ready for `what` or `timeout` passes, then forgets it
+  // (libevent's event_base_once). `what` without kRead/kWrite/kSignal: a pure timer.
+  int once(int fd, EventMask what, std::function<void(int fd, EventMask what)> cb,
+           std::optional<Duration> timeout);
+
+  // Every event on this base, registered or not, with its state and owner label.
+  std::vector<EventInfo> dumpEvents() const;
+
+  // The loop's cached time while callbacks run (libevent's event_base_gettimeofday_cached);
+  // outside the loop, the clock's current time.
+  TimePoint now() const;
+  Clock& clock() const { return *clock_; }
+  std::string_view backendName() const { return poller_->name(); }
+
+  // libevent's event_base_priority_init; fails (-1) while events are active.
+  int setPriorityCount(int priorities);
+  int priorityCount() const { return static_cast<int>(activeQueues_.size()); }
+
+  // Events that keep dispatch() running: user events that are pending or active.
+  size_t eventCount() const { return userEventCount_; }
+  bool running() const { return running_; }
+
+ private:
+  friend class Event;
+
+  // Per-fd registration: the events on the fd and how many want each kind of readiness, so the
+  // poller hears the union only when it changes (libevent's evmap_io).
+  struct FdSlot {
+    Event::MapList events;
+    uint32_t readers = 0;
+    uint32_t writers = 0;
+    uint32_t closers = 0;
+    uint32_t edge = 0;
+  };
+
+  // Event bookkeeping, called by Event.
+  int insertMapped(Event& ev);
+  void removeMapped(Event& ev);
+  void insertTimer(Event& ev, TimePoint deadline);
+  void removeTimer(Event& ev);
+  void pushActive(Event& ev, EventMask res, int signalCalls);
+  void removeActive(Event& ev);
+  void setListFlag(Event& ev, uint8_t flag, bool on);
+  void attach(Event& ev);
+  void detach(Event& ev);
+
+  // Loop steps.
+  std::optional<Duration> pollTimeout(int flags);
+  void activateReady();
+  void processTimeouts();
+  int processActive();
+  int processQueue(Event::ActiveList& queue);
+  void runEvent(Event& ev);
+  void persistClosure(Event& ev);
+  void runPendingFunctors();
+  void runDeferredDeletes();
+  bool haveWork() const;
+
+  // Timer heap.
+  bool timerLess(const Event* a, const Event* b) const;
+  void heapUp(size_t index);
+  void heapDown(size_t index);
+  void heapSet(size_t index, Event* ev);
+
+  // Signals.
+  int insertSignal(Event& ev);
+  void removeSignal(Event& ev);
+  void unblockSignal(int sig);
+  static void onSignalFd(int fd, EventMask what, void* arg);
+  static void onWakeup(int fd, EventMask what, void* arg);
+  void wakeup();
+  std::unique_ptr<Event> makeInternalEvent(int fd, EventCallback cb, const char* label);
+
+  struct OnceEvent;
+
+  std::unique_ptr<Poller> poller_;
+  Clock* clock_;
+  std::atomic<std::thread::id> loopThread_;
+
+  std::vector<FdSlot> fds_;
+  std::vector<ReadyFd> ready_;
+  std::vector<Event*> timerHeap_;
+  uint64_t nextTimerSequence_ = 0;
+  std::vector<Event::ActiveList> activeQueues_;
+  Event::AllList allEvents_;
+  size_t userEventCount_ = 0;
+  size_t activeCount_ = 0;
+  int runningPriority_ = -1;
+  bool continueFromHigherPriority_ = false;
+
+  std::optional<TimePoint> cachedNow_;
+  bool running_ = false;
+  bool gotBreak_ = false;
+  bool gotExit_ = false;
+
+  // Signals: one signalfd for every signal with an event; the events of each signal.
+  int signalFd_ = -1;
+  sigset_t signalMask_;
+  sigset_t blockedByUs_;
+  std::vector<Event::MapList> signalEvents_;
+  std::unique_ptr<Event> signalEvent_;
+
+  // runInLoop: queue swapped out under the mutex, run unlocked; eventfd wake-up.
+  int wakeFd_;
+  std::unique_ptr<Event> wakeEvent_;
+  std::mutex functorsMutex_;
+  std::vector<std::function<void()>> functors_;
+  std::vector<std::function<void()>> runningFunctors_;  // kept to reuse its capacity
+  std::atomic<bool> haveFunctors_{false};
+  bool callingFunctors_ = false;
+
+  std::vector<std::unique_ptr<DeferredDeletable>> deferred_;
+  std::list<std::unique_ptr<OnceEvent>> onceEvents_;
+};
+
+}  // namespace evgate::reactor
