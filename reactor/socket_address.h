@@ -1,0 +1,53 @@
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace evgate::reactor {
+
+// An IPv4 or IPv6 socket address (a copy of a sockaddr_in / sockaddr_in6 in a sockaddr_storage):
+// a small value type to bind, connect and print endpoints.
+//
+// Thread rule: a plain value; safe from any thread as long as each copy is used by one thread.
+class SocketAddress {
+ public:
+  // The unspecified address: family AF_UNSPEC, length 0.
+  SocketAddress() = default;
+
+  // Parses "1.2.3.4:80" or "[::1]:80". The port is required and decimal (0..65535, at most five
+  // digits); IPv6 addresses must be bracketed. No name lookup, no zone ids ("%eth0"), no spaces.
+  // Anything else yields nullopt.
+  static std::optional<SocketAddress> parse(std::string_view text);
+  // 127.0.0.1:`port` (0: let the kernel pick when binding).
+  static SocketAddress loopbackV4(uint16_t port = 0);
+  // Copies `length` bytes of `address` (at most sizeof(sockaddr_storage)). Other families than
+  // AF_INET / AF_INET6 are kept as bytes: family() and operator== work, port() is 0.
+  static SocketAddress fromSockaddr(const sockaddr* address, socklen_t length);
+  // getsockname() / getpeername() of `fd`; nullopt with errno set if the call fails.
+  static std::optional<SocketAddress> localOf(int fd);
+  static std::optional<SocketAddress> peerOf(int fd);
+
+  const sockaddr* data() const { return reinterpret_cast<const sockaddr*>(&storage_); }
+  socklen_t length() const { return length_; }
+  int family() const { return storage_.ss_family; }
+  // Host byte order; 0 for families without a port.
+  uint16_t port() const;
+
+  // "1.2.3.4:80", "[::1]:80"; parse(toString()) gives the address back, except that a non-zero
+  // IPv6 scope id prints as "[fe80::1%2]:80", which parse() rejects. Other families print as
+  // "<family N>".
+  std::string toString() const;
+
+  // Same family, address and port (and scope id for IPv6); the IPv6 flow label is ignored.
+  friend bool operator==(const SocketAddress& a, const SocketAddress& b);
+
+ private:
+  sockaddr_storage storage_{};
+  socklen_t length_ = 0;
+};
+
+}  // namespace evgate::reactor

@@ -1,0 +1,531 @@
+#include "reactor/listener.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "reactor/event_base.h"
+#include "reactor/socket_address.h"
+#include "tests/reactor/reactor_test_util.h"
+
+namespace evgate::reactor {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::BackendTest;
+using testing::loopUntil;
+using testing::UniqueFd;
+
+// A blocking TCP client connected to `to`. The kernel completes the handshake from the listen
+// queue, so this returns before (and whether or not) the listener accepts.
+UniqueFd connectTo(const SocketAddress& to) {
+  UniqueFd fd(::socket(to.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0 || ::connect(fd.get(), to.data(), to.length()) != 0) {
+    ADD_FAILURE() << "connect to " << to.toString() << ": errno " << errno;
+    return UniqueFd();
+  }
+  return fd;
+}
+
+// What the listener's callbacks saw.
+struct Recorder {
+  std::vector<UniqueFd> fds;
+  std::vector<SocketAddress> peers;
+  std::vector<int> errors;
+  // Called after recording an accepted fd, e.g. to disable or destroy the listener.
+  std::function<void(Listener&)> afterAccept;
+};
+
+void recordAccept(Listener& listener, int fd, const sockaddr* peer, socklen_t peerLen, void* arg) {
+  auto* recorder = static_cast<Recorder*>(arg);
+  recorder->fds.emplace_back(fd);
+  recorder->peers.push_back(SocketAddress::fromSockaddr(peer, peerLen));
+  if (recorder->afterAccept) recorder->afterAccept(listener);
+}
+
+void recordError(Listener&, int error, void* arg) {
+  static_cast<Recorder*>(arg)->errors.push_back(error);
+}
+
+std::unique_ptr<Listener> bindLoopback(EventBase& base, Recorder& recorder, unsigned options) {
+  std::unique_ptr<Listener> listener =
+      Listener::bind(base, recordAccept, &recorder, options, -1, SocketAddress::loopbackV4());
+  EXPECT_TRUE(listener) << "bind: errno " << errno;
+  if (listener) listener->setErrorCallback(recordError, &recorder);
+  return listener;
+}
+
+// Runs the loop for `duration` and reports whether `unexpected` ever held: for "nothing happens"
+// checks, a bounded run instead of a sleep.
+bool staysFalse(EventBase& base, const std::function<bool()>& unexpected,
+                milliseconds duration = milliseconds(50)) {
+  for (int i = 0; i < 4; ++i) base.loop(kLoopNonBlock);
+  return !loopUntil(base, unexpected, duration);
+}
+
+// User plus system CPU time of this process.
+std::chrono::microseconds cpuTime() {
+  rusage usage{};
+  (void)::getrusage(RUSAGE_SELF, &usage);
+  const auto total = [](const timeval& tv) {
+    return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec);
+  };
+  return total(usage.ru_utime) + total(usage.ru_stime);
+}
+
+using ListenerTest = BackendTest;
+
+TEST_P(ListenerTest, AcceptsEveryClientOnceWithItsPeerAddress) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener = bindLoopback(base, recorder, Listener::kCloseOnFree);
+  ASSERT_TRUE(listener);
+  const SocketAddress address = *listener->localAddress();
+
+  constexpr size_t kClients = 200;
+  std::vector<UniqueFd> clients;
+  std::map<std::string, int> clientAddresses;
+  for (size_t i = 0; i < kClients; ++i) {
+    clients.push_back(connectTo(address));
+    ASSERT_GE(clients.back().get(), 0);
+    ++clientAddresses[SocketAddress::localOf(clients.back().get())->toString()];
+  }
+  ASSERT_TRUE(loopUntil(base, [&] { return recorder.fds.size() >= kClients; }));
+  EXPECT_TRUE(staysFalse(base, [&] { return recorder.fds.size() > kClients; }));
+
+  std::set<int> fds;
+  std::map<std::string, int> peers;
+  for (size_t i = 0; i < recorder.fds.size(); ++i) {
+    const int fd = recorder.fds[i].get();
+    fds.insert(fd);
+    ++peers[recorder.peers[i].toString()];
+    EXPECT_EQ(recorder.peers[i], *SocketAddress::peerOf(fd));
+    EXPECT_NE(::fcntl(fd, F_GETFL) & O_NONBLOCK, 0) << "accepted fds are non-blocking";
+    EXPECT_NE(::fcntl(fd, F_GETFD) & FD_CLOEXEC, 0) << "accepted fds are close-on-exec";
+  }
+  EXPECT_EQ(fds.size(), kClients);
+  EXPECT_EQ(peers, clientAddresses);
+  EXPECT_TRUE(recorder.errors.empty());
+}
+
+TEST_P(ListenerTest, AcceptsAtMostMaxAcceptsPerWakeThenLetsTheLoopRun) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener =
+      bindLoopback(base, recorder, Listener::kCloseOnFree | Listener::kDisabled);
+  ASSERT_TRUE(listener);
+  const size_t clientCount = 2 * Listener::kMaxAcceptsPerWake + 10;
+  std::vector<UniqueFd> clients;
+  for (size_t i = 0; i < clientCount; ++i) clients.push_back(connectTo(*listener->localAddress()));
+
+  ASSERT_EQ(listener->enable(), 0);
+  base.loop(kLoopOnce);
+  EXPECT_EQ(recorder.fds.size(), static_cast<size_t>(Listener::kMaxAcceptsPerWake));
+  ASSERT_TRUE(loopUntil(base, [&] { return recorder.fds.size() == clientCount; }));
+}
+
+TEST_P(ListenerTest, DisabledListenerLeavesConnectionsInTheBacklogUntilEnabled) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener =
+      bindLoopback(base, recorder, Listener::kCloseOnFree | Listener::kDisabled);
+  ASSERT_TRUE(listener);
+  EXPECT_FALSE(listener->enabled());
+  const SocketAddress address = *listener->localAddress();
+
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(connectTo(address));
+  EXPECT_TRUE(staysFalse(base, [&] { return !recorder.fds.empty(); }));
+
+  ASSERT_EQ(listener->enable(), 0);
+  EXPECT_TRUE(listener->enabled());
+  ASSERT_TRUE(loopUntil(base, [&] { return recorder.fds.size() == 3; }));
+
+  ASSERT_EQ(listener->disable(), 0);
+  EXPECT_FALSE(listener->enabled());
+  for (int i = 0; i < 2; ++i) clients.push_back(connectTo(address));
+  EXPECT_TRUE(staysFalse(base, [&] { return recorder.fds.size() > 3; }));
+
+  ASSERT_EQ(listener->enable(), 0);
+  ASSERT_TRUE(loopUntil(base, [&] { return recorder.fds.size() == 5; }));
+}
+
+TEST_P(ListenerTest, NullCallbackHoldsConnectionsUntilACallbackIsSet) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener = Listener::bind(
+      base, nullptr, nullptr, Listener::kCloseOnFree, -1, SocketAddress::loopbackV4());
+  ASSERT_TRUE(listener);
+  EXPECT_TRUE(listener->enabled());
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 2; ++i) clients.push_back(connectTo(*listener->localAddress()));
+  for (int i = 0; i < 4; ++i) base.loop(kLoopNonBlock);
+  // Nothing to call, so nothing was accepted: the connections are still queued.
+  listener->setCallback(recordAccept, &recorder);
+  ASSERT_TRUE(loopUntil(base, [&] { return recorder.fds.size() == 2; }));
+
+  listener->setCallback(nullptr, nullptr);
+  clients.push_back(connectTo(*listener->localAddress()));
+  EXPECT_TRUE(staysFalse(base, [&] { return recorder.fds.size() > 2; }));
+  listener->setCallback(recordAccept, &recorder);
+  ASSERT_TRUE(loopUntil(base, [&] { return recorder.fds.size() == 3; }));
+}
+
+TEST_P(ListenerTest, CallbackThatDisablesTheListenerStopsTheAcceptLoop) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener =
+      bindLoopback(base, recorder, Listener::kCloseOnFree | Listener::kDisabled);
+  ASSERT_TRUE(listener);
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 5; ++i) clients.push_back(connectTo(*listener->localAddress()));
+  recorder.afterAccept = [](Listener& l) { EXPECT_EQ(l.disable(), 0); };
+
+  ASSERT_EQ(listener->enable(), 0);
+  ASSERT_TRUE(loopUntil(base, [&] { return !recorder.fds.empty(); }));
+  EXPECT_TRUE(staysFalse(base, [&] { return recorder.fds.size() > 1; }));
+  EXPECT_FALSE(listener->enabled());
+
+  recorder.afterAccept = nullptr;
+  ASSERT_EQ(listener->enable(), 0);
+  ASSERT_TRUE(loopUntil(base, [&] { return recorder.fds.size() == 5; }));
+}
+
+TEST_P(ListenerTest, CallbackThatDestroysTheListenerStopsAccepting) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener =
+      bindLoopback(base, recorder, Listener::kCloseOnFree | Listener::kDisabled);
+  ASSERT_TRUE(listener);
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 5; ++i) clients.push_back(connectTo(*listener->localAddress()));
+  recorder.afterAccept = [&listener](Listener& l) {
+    EXPECT_EQ(&l, listener.get());
+    listener.reset();
+  };
+
+  ASSERT_EQ(listener->enable(), 0);
+  ASSERT_TRUE(loopUntil(base, [&] { return !recorder.fds.empty(); }));
+  EXPECT_EQ(listener, nullptr);
+  EXPECT_TRUE(staysFalse(base, [&] { return recorder.fds.size() > 1; }));
+  EXPECT_EQ(base.eventCount(), 0u) << "the listener's events are gone with it";
+}
+
+TEST_P(ListenerTest, CallbackThatDefersTheListenersDeletionStopsAccepting) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener =
+      bindLoopback(base, recorder, Listener::kCloseOnFree | Listener::kDisabled);
+  ASSERT_TRUE(listener);
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 5; ++i) clients.push_back(connectTo(*listener->localAddress()));
+  recorder.afterAccept = [&listener, &base](Listener& l) {
+    EXPECT_EQ(l.disable(), 0);
+    base.deferDelete(std::move(listener));
+  };
+
+  ASSERT_EQ(listener->enable(), 0);
+  ASSERT_TRUE(loopUntil(base, [&] { return !recorder.fds.empty(); }));
+  EXPECT_TRUE(staysFalse(base, [&] { return recorder.fds.size() > 1; }));
+  EXPECT_EQ(base.eventCount(), 0u);
+}
+
+TEST_P(ListenerTest, BindToAPortInUseFailsWithEaddrinuse) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> first = bindLoopback(base, recorder, Listener::kCloseOnFree);
+  ASSERT_TRUE(first);
+  errno = 0;
+  std::unique_ptr<Listener> second =
+      Listener::bind(base, recordAccept, &recorder,
+                     Listener::kCloseOnFree | Listener::kReuseAddress, -1, *first->localAddress());
+  EXPECT_EQ(second, nullptr);
+  EXPECT_EQ(errno, EADDRINUSE);
+}
+
+TEST_P(ListenerTest, ReusePortLetsTwoListenersShareAPort) {
+  EventBase base(options());
+  Recorder recorder;
+  const unsigned options = Listener::kCloseOnFree | Listener::kReusePort;
+  std::unique_ptr<Listener> first = bindLoopback(base, recorder, options);
+  ASSERT_TRUE(first);
+  const SocketAddress address = *first->localAddress();
+  std::unique_ptr<Listener> second =
+      Listener::bind(base, recordAccept, &recorder, options, -1, address);
+  ASSERT_NE(second, nullptr) << "errno " << errno;
+  EXPECT_EQ(*second->localAddress(), address);
+
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 20; ++i) clients.push_back(connectTo(address));
+  ASSERT_TRUE(loopUntil(base, [&] { return recorder.fds.size() == 20; }));
+}
+
+TEST_P(ListenerTest, CloseOnFreeClosesTheFdOnDestruction) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener = bindLoopback(base, recorder, Listener::kCloseOnFree);
+  ASSERT_TRUE(listener);
+  const int fd = listener->fd();
+  listener.reset();
+  errno = 0;
+  EXPECT_EQ(::fcntl(fd, F_GETFD), -1);
+  EXPECT_EQ(errno, EBADF);
+}
+
+TEST_P(ListenerTest, WithoutCloseOnFreeTheFdStaysOpenAndListening) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener = bindLoopback(base, recorder, 0);
+  ASSERT_TRUE(listener);
+  UniqueFd fd(listener->fd());
+  const SocketAddress address = *listener->localAddress();
+  listener.reset();
+  EXPECT_NE(::fcntl(fd.get(), F_GETFD), -1);
+  UniqueFd client = connectTo(address);
+  EXPECT_GE(client.get(), 0) << "still listening";
+  EXPECT_TRUE(recorder.fds.empty());
+}
+
+TEST_P(ListenerTest, LocalAddressReportsTheBoundPortAndLabelsTheEvent) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener = bindLoopback(base, recorder, Listener::kCloseOnFree);
+  ASSERT_TRUE(listener);
+  const std::optional<SocketAddress> local = listener->localAddress();
+  ASSERT_TRUE(local);
+  EXPECT_EQ(local->family(), AF_INET);
+  EXPECT_NE(local->port(), 0);
+  EXPECT_EQ(*local, *SocketAddress::parse("127.0.0.1:" + std::to_string(local->port())));
+
+  bool labelled = false;
+  for (const EventInfo& row : base.dumpEvents()) {
+    if (row.label != "listener " + local->toString()) continue;
+    labelled = true;
+    EXPECT_EQ(row.fd, listener->fd());
+    EXPECT_EQ(row.state, EventState::kPending);
+  }
+  EXPECT_TRUE(labelled);
+}
+
+TEST_P(ListenerTest, AdoptWrapsASocketAndMakesItNonBlocking) {
+  EventBase base(options());
+  Recorder recorder;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  const SocketAddress any = SocketAddress::loopbackV4();
+  ASSERT_EQ(::bind(fd, any.data(), any.length()), 0);
+  std::unique_ptr<Listener> listener =
+      Listener::adopt(base, recordAccept, &recorder, Listener::kCloseOnFree, 16, fd);
+  ASSERT_TRUE(listener);
+  EXPECT_EQ(listener->fd(), fd);
+  EXPECT_NE(::fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+  UniqueFd client = connectTo(*listener->localAddress());
+  ASSERT_TRUE(loopUntil(base, [&] { return recorder.fds.size() == 1; }));
+}
+
+TEST_P(ListenerTest, AdoptFailsOnANonSocketAndLeavesTheFdOpen) {
+  EventBase base(options());
+  Recorder recorder;
+  int pipeFds[2];
+  ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
+  UniqueFd readEnd(pipeFds[0]);
+  UniqueFd writeEnd(pipeFds[1]);
+  errno = 0;
+  EXPECT_EQ(
+      Listener::adopt(base, recordAccept, &recorder, Listener::kCloseOnFree, -1, readEnd.get()),
+      nullptr);
+  EXPECT_EQ(errno, ENOTSOCK);
+  EXPECT_NE(::fcntl(readEnd.get(), F_GETFD), -1);
+}
+
+TEST_P(ListenerTest, AdoptRefusesASocketThatIsNotListening) {
+  EventBase base(options());
+  Recorder recorder;
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_GE(fd.get(), 0);
+  errno = 0;
+  EXPECT_EQ(Listener::adopt(base, recordAccept, &recorder, Listener::kCloseOnFree, 0, fd.get()),
+            nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_NE(::fcntl(fd.get(), F_GETFD), -1);
+}
+
+// A listening socket that was shut down stays readable while accept() fails with EINVAL: the
+// listener must report it and back off, not spin.
+TEST_P(ListenerTest, AnErrorItCannotClearIsReportedAndRetriedWithoutSpinning) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener = bindLoopback(base, recorder, Listener::kCloseOnFree);
+  ASSERT_TRUE(listener);
+  ASSERT_EQ(::shutdown(listener->fd(), SHUT_RDWR), 0);
+
+  const auto cpuBefore = cpuTime();
+  const auto wallBefore = std::chrono::steady_clock::now();
+  EXPECT_FALSE(loopUntil(
+      base, [] { return false; }, milliseconds(300)));
+  const auto wall = std::chrono::steady_clock::now() - wallBefore;
+  const auto cpu = cpuTime() - cpuBefore;
+
+  ASSERT_FALSE(recorder.errors.empty());
+  for (const int error : recorder.errors) EXPECT_EQ(error, EINVAL);
+  // One attempt on the first wake-up, then one per kRetryDelay.
+  EXPECT_LE(recorder.errors.size(), 2 + static_cast<size_t>(wall / Listener::kRetryDelay));
+  EXPECT_LT(cpu, wall / 2);
+}
+
+// ---- EMFILE ----------------------------------------------------------------------------------
+//
+// Runs in a forked child: it lowers RLIMIT_NOFILE, which would disturb every other test of the
+// process. Returns 0, or 1 after printing the first check that failed.
+
+#define CHILD_CHECK(condition)                                                                   \
+  do {                                                                                           \
+    if (!(condition)) {                                                                          \
+      (void)std::fprintf(stderr, "EMFILE child, line %d: %s (errno %d)\n", __LINE__, #condition, \
+                         errno);                                                                 \
+      return 1;                                                                                  \
+    }                                                                                            \
+  } while (false)
+
+// True if the peer closed `fd` (read returns 0 or ECONNRESET) within `limit`.
+bool closedByPeer(int fd, milliseconds limit) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(limit.count())) != 1) return false;
+  char byte;
+  const ssize_t n = ::read(fd, &byte, 1);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+bool blockingConnect(int fd, const SocketAddress& to) {
+  return ::connect(fd, to.data(), to.length()) == 0;
+}
+
+// CPU time used while the loop runs for `wall`.
+std::chrono::microseconds cpuWhileLooping(EventBase& base, milliseconds wall) {
+  const auto before = cpuTime();
+  loopUntil(
+      base, [] { return false; }, wall);
+  return cpuTime() - before;
+}
+
+int runEmfileScenario(Backend backend) {
+  EventBaseOptions options;
+  options.backend = backend;
+  EventBase base(options);
+
+  // Listener 1, with its reserve fd.
+  Recorder first;
+  std::unique_ptr<Listener> withReserve = Listener::bind(
+      base, recordAccept, &first, Listener::kCloseOnFree, -1, SocketAddress::loopbackV4());
+  CHILD_CHECK(withReserve);
+  withReserve->setErrorCallback(recordError, &first);
+
+  // A listening socket for listener 2, adopted once fds have run out: it gets no reserve.
+  UniqueFd secondFd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  const SocketAddress any = SocketAddress::loopbackV4();
+  CHILD_CHECK(::bind(secondFd.get(), any.data(), any.length()) == 0);
+  CHILD_CHECK(::listen(secondFd.get(), 64) == 0);
+
+  // Client sockets must exist before the limit is lowered; connecting needs no new fd.
+  std::vector<UniqueFd> shedClients;
+  std::vector<UniqueFd> queuedClients;
+  for (int i = 0; i < 5; ++i) shedClients.emplace_back(::socket(AF_INET, SOCK_STREAM, 0));
+  for (int i = 0; i < 3; ++i) queuedClients.emplace_back(::socket(AF_INET, SOCK_STREAM, 0));
+
+  // One connection through the whole path first. Besides checking the setup, this warms
+  // UBSan's vptr cache: a cache miss probes memory through a pipe, which needs two free fds.
+  {
+    UniqueFd warmUp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    CHILD_CHECK(blockingConnect(warmUp.get(), *withReserve->localAddress()));
+    CHILD_CHECK(loopUntil(
+        base, [&] { return first.fds.size() == 1; }, milliseconds(2000)));
+    first.fds.clear();
+    first.peers.clear();
+  }
+
+  // From here on, no new fd: the soft limit becomes the lowest free fd number.
+  rlimit original{};
+  CHILD_CHECK(::getrlimit(RLIMIT_NOFILE, &original) == 0);
+  const int lowestFree = ::dup(0);
+  CHILD_CHECK(lowestFree >= 0);
+  ::close(lowestFree);
+  rlimit lowered = original;
+  lowered.rlim_cur = static_cast<rlim_t>(lowestFree);
+  CHILD_CHECK(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+  CHILD_CHECK(::dup(0) == -1 && errno == EMFILE);
+
+  Recorder second;
+  std::unique_ptr<Listener> withoutReserve =
+      Listener::adopt(base, recordAccept, &second, Listener::kCloseOnFree, 0, secondFd.release());
+  CHILD_CHECK(withoutReserve);
+  withoutReserve->setErrorCallback(recordError, &second);
+
+  // With a reserve: every client is closed promptly, every drop reported, no spin.
+  for (UniqueFd& client : shedClients) {
+    CHILD_CHECK(blockingConnect(client.get(), *withReserve->localAddress()));
+  }
+  const milliseconds window(300);
+  const auto cpuShedding = cpuWhileLooping(base, window);
+  CHILD_CHECK(first.errors.size() == shedClients.size());
+  for (const int error : first.errors) CHILD_CHECK(error == EMFILE);
+  CHILD_CHECK(first.fds.empty());
+  for (UniqueFd& client : shedClients) CHILD_CHECK(closedByPeer(client.get(), milliseconds(2000)));
+  CHILD_CHECK(cpuShedding < window / 2);
+
+  // Without a reserve: the clients wait in the backlog, the listener retries every
+  // kRetryDelay, and still does not spin.
+  for (UniqueFd& client : queuedClients) {
+    CHILD_CHECK(blockingConnect(client.get(), *withoutReserve->localAddress()));
+  }
+  const auto cpuPaused = cpuWhileLooping(base, window);
+  CHILD_CHECK(!second.errors.empty());
+  CHILD_CHECK(second.errors.size() <= 2 + static_cast<size_t>(window / Listener::kRetryDelay));
+  for (const int error : second.errors) CHILD_CHECK(error == EMFILE);
+  CHILD_CHECK(second.fds.empty());
+  for (UniqueFd& client : queuedClients) CHILD_CHECK(!closedByPeer(client.get(), milliseconds(0)));
+  CHILD_CHECK(cpuPaused < window / 2);
+
+  // Fds again: the queued clients are accepted after the pause, and new clients as usual.
+  CHILD_CHECK(::setrlimit(RLIMIT_NOFILE, &original) == 0);
+  CHILD_CHECK(loopUntil(
+      base, [&] { return second.fds.size() == queuedClients.size(); }, milliseconds(2000)));
+  UniqueFd late(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  CHILD_CHECK(blockingConnect(late.get(), *withReserve->localAddress()));
+  CHILD_CHECK(loopUntil(
+      base, [&] { return first.fds.size() == 1; }, milliseconds(2000)));
+  CHILD_CHECK(first.peers[0] == *SocketAddress::localOf(late.get()));
+  CHILD_CHECK(first.errors.size() == shedClients.size());
+  return 0;
+}
+
+TEST_P(ListenerTest, SurvivesEmfileWithoutSpinningAndRecovers) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::alarm(30);  // a hung child dies of SIGALRM instead of hanging the test
+    ::_exit(runEmfileScenario(GetParam()));
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "child killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "see the child's message on stderr";
+}
+
+EVGATE_INSTANTIATE_BACKENDS(ListenerTest);
+
+}  // namespace
+}  // namespace evgate::reactor
