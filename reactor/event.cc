@@ -102,6 +102,19 @@ int Event::del() {
   return 0;
 }
 
+int Event::removeTimer() {
+  if (base_ == nullptr) {
+    errno = EBADF;
+    return -1;
+  }
+  base_->assertInLoopThread();
+  if (flags_ & kListTimeout) {
+    base_->removeTimer(*this);
+    persistInterval_ = Duration::zero();
+  }
+  return 0;
+}
+
 void Event::activate(EventMask res) {
   if (base_ == nullptr) return;
   base_->assertInLoopThread();

@@ -66,6 +66,9 @@ class Event {
   int add(Duration timeout);
   // Makes the event non-pending and non-active. Does nothing on a non-pending event.
   int del();
+  // Disarms the timeout but leaves the fd or signal registered (libevent's
+  // event_remove_timer); a persistent event also forgets its re-arm interval.
+  int removeTimer();
   // Makes the event active with `res` as if its condition had been met, pending or not
   // (libevent's event_active). An already active event accumulates the bits.
   void activate(EventMask res);

@@ -312,7 +312,8 @@ int EventBase::insertMapped(Event& ev) {
   slot.writers = writers;
   slot.closers = closers;
   slot.edge = edges;
-  slot.events.pushBack(&ev);
+  // Newest first, as libevent's evmap: the last event added on an fd runs first in a pass.
+  slot.events.pushFront(&ev);
   setListFlag(ev, Event::kListInserted, true);
   return 0;
 }
@@ -430,7 +431,7 @@ int EventBase::insertSignal(Event& ev) {
       signalEvent_ = makeInternalEvent(fd, onSignalFd, "internal: signalfd");
     }
   }
-  signalEvents_[sig].pushBack(&ev);
+  signalEvents_[sig].pushFront(&ev);  // newest first, as libevent's evmap
   setListFlag(ev, Event::kListInserted, true);
   return 0;
 }

@@ -52,6 +52,21 @@ class IntrusiveList {
     ++size_;
   }
 
+  void pushFront(T* item) {
+    ListLinks<T>& links = item->*Links;
+    assert(!links.linked);
+    links.prev = nullptr;
+    links.next = head_;
+    links.linked = true;
+    if (head_ != nullptr) {
+      (head_->*Links).prev = item;
+    } else {
+      tail_ = item;
+    }
+    head_ = item;
+    ++size_;
+  }
+
   void erase(T* item) {
     ListLinks<T>& links = item->*Links;
     assert(links.linked);

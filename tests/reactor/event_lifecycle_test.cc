@@ -129,8 +129,9 @@ TEST_P(EventLifecycleTest, FdReadyMakesPendingEventActive) {
   Event b(base, pair.a.get(), kRead, Calls::callback, &second);
   EventState seenFromFirst = EventState::kInitialized;
   first.then = [&] { seenFromFirst = b.state(); };
-  a.add();
+  // The newest event on an fd runs first (as in libevent), so `a`, added last, runs first.
   b.add();
+  a.add();
   writeByte(pair.b.get());
   base.loop(kLoopOnce);
   // Both became active in the same pass; the second was still active (not yet run) while the
@@ -212,8 +213,9 @@ TEST_P(EventLifecycleTest, DelOfActiveEventSkipsItsCallback) {
     ASSERT_EQ(b.state(), EventState::kActive);
     b.del();
   };
-  a.add();
+  // The newest event on an fd runs first (as in libevent), so `a`, added last, runs first.
   b.add();
+  a.add();
   writeByte(pair.b.get());
   base.dispatch();
   EXPECT_EQ(first.count, 1);
@@ -292,8 +294,8 @@ TEST_P(EventLifecycleTest, DestroyAnotherActiveEventInsideCallback) {
   auto a = std::make_unique<Event>(base, pair.a.get(), kRead, Calls::callback, &first);
   auto b = std::make_unique<Event>(base, pair.a.get(), kRead, Calls::callback, &second);
   first.then = [&] { b.reset(); };
-  a->add();
   b->add();
+  a->add();  // newest first: `a` runs before `b`
   writeByte(pair.b.get());
   EXPECT_EQ(base.dispatch(), 1);
   EXPECT_EQ(first.count, 1);
@@ -436,8 +438,9 @@ TEST_P(EventLifecycleTest, LoopBreakStopsAfterTheCurrentCallback) {
   Event a(base, pair.a.get(), kRead, Calls::callback, &first);
   Event b(base, pair.a.get(), kRead, Calls::callback, &second);
   first.then = [&] { base.loopBreak(); };
-  a.add();
+  // The newest event on an fd runs first (as in libevent), so `a`, added last, runs first.
   b.add();
+  a.add();
   writeByte(pair.b.get());
   EXPECT_EQ(base.dispatch(), 0);
   EXPECT_TRUE(base.gotBreak());
@@ -456,8 +459,9 @@ TEST_P(EventLifecycleTest, LoopExitFinishesTheActiveEventsOfTheIteration) {
   Event a(base, pair.a.get(), kRead | kPersist, Calls::callback, &first);
   Event b(base, pair.a.get(), kRead | kPersist, Calls::callback, &second);
   first.then = [&] { base.loopExit(); };
-  a.add();
+  // The newest event on an fd runs first (as in libevent), so `a`, added last, runs first.
   b.add();
+  a.add();
   writeByte(pair.b.get());
   EXPECT_EQ(base.dispatch(), 0);
   EXPECT_TRUE(base.gotExit());
