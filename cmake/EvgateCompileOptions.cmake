@@ -16,10 +16,12 @@ if(EVGATE_SANITIZE)
 endif()
 
 # Adds a GoogleTest executable built from SOURCES and registers every test in it with ctest.
-# LABELS become ctest labels so a subset can be run with `ctest -L`.
+# LABEL becomes the ctest label so a subset can be run with `ctest -L REGEX`. One label only:
+# gtest_discover_tests cannot carry a list; use names like "reactor-differential" so that both
+# `-L reactor` and `-L differential` select it.
 function(evgate_add_gtest name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "LABEL" "SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main evgate_warnings)
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 30 PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT 120)
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 30 PROPERTIES LABELS "${ARG_LABEL}" TIMEOUT 120)
 endfunction()

@@ -547,6 +547,13 @@ int EventBase::once(int fd, EventMask what, std::function<void(int, EventMask)> 
       },
       &holder);
   holder.event->setLabel("once");
+  // As libevent: a pure timer due now is made active at once rather than put on the heap, so it
+  // runs in the current pass, after the callbacks already queued ("one idiom for scheduling a
+  // callback"). loopExit() relies on it to end the loop after the current pass.
+  if (watched == 0 && (!timeout || *timeout <= Duration::zero())) {
+    holder.event->activate(kTimeout);
+    return 0;
+  }
   const int rc = timeout ? holder.event->add(*timeout) : holder.event->add();
   if (rc < 0) onceEvents_.erase(holder.self);
   return rc;
