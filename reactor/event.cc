@@ -72,13 +72,16 @@ int Event::addAt(std::optional<TimePoint> deadline, std::optional<Duration> rela
   }
   if (!deadline) return 0;
   if (relative && (events_ & kPersist) && !(events_ & kSignal)) persistInterval_ = *relative;
-  if (flags_ & kListTimeout) base_->removeTimer(*this);
   // Re-arming the timeout of an event that is active because of that timeout cancels the run.
   if ((flags_ & kListActive) && (res_ & kTimeout)) {
     if ((events_ & kSignal) && runningSignalCalls_ != nullptr) *runningSignalCalls_ = 0;
     base_->removeActive(*this);
   }
-  base_->insertTimer(*this, *deadline);
+  if (flags_ & kListTimeout) {
+    base_->rescheduleTimer(*this, *deadline);
+  } else {
+    base_->insertTimer(*this, *deadline);
+  }
   return 0;
 }
 

@@ -99,6 +99,7 @@ class Event {
 
  private:
   friend class EventBase;
+  friend class TimerHeap;
 
   // Which of the base's structures hold the event (libevent's EVLIST_* flags).
   enum ListFlags : uint8_t {
@@ -120,9 +121,9 @@ class Event {
   EventCallback callback_;
   void* arg_;
 
-  // Timer state: the deadline while in the heap; for persistent events the interval to re-arm.
+  // Timer state: the deadline (kept after it fires, for the persist closure), the index in the
+  // base's TimerHeap while armed, and for persistent events the interval to re-arm.
   TimePoint deadline_{};
-  uint64_t timerSequence_ = 0;  // equal deadlines fire in the order they were armed
   size_t heapIndex_ = kNotInHeap;
   Duration persistInterval_{0};
 

@@ -82,10 +82,6 @@ std::unique_ptr<Event> EventBase::makeInternalEvent(int fd, EventCallback cb, co
   return ev;
 }
 
-void EventBase::assertInLoopThread() const {
-  assert(isInLoopThread() && "EventBase used from a thread other than its loop thread");
-}
-
 int EventBase::loop(int flags) {
   if (running_) return -1;  // libevent refuses a reentrant loop too
   running_ = true;
@@ -138,16 +134,15 @@ int EventBase::loopExit(std::optional<Duration> delay) {
 }
 
 bool EventBase::haveWork() const {
-  return userEventCount_ > 0 || activeCount_ > 0 || haveFunctors_.load(std::memory_order_acquire);
+  return userEventCount_ > 0 || activeCount_ > 0 || !posted_.empty();
 }
 
 std::optional<Duration> EventBase::pollTimeout(int flags) {
-  if (activeCount_ > 0 || (flags & kLoopNonBlock) ||
-      haveFunctors_.load(std::memory_order_acquire)) {
+  if (activeCount_ > 0 || (flags & kLoopNonBlock) || !posted_.empty()) {
     return Duration::zero();
   }
-  if (timerHeap_.empty()) return std::nullopt;
-  const TimePoint deadline = timerHeap_.front()->deadline_;
+  if (timers_.empty()) return std::nullopt;
+  const TimePoint deadline = timers_.topDeadline();
   TimePoint current = clock_->now();
   if (deadline > current) {
     clock_->idleUntil(deadline);
@@ -334,59 +329,19 @@ void EventBase::removeMapped(Event& ev) {
 
 // ---- timers --------------------------------------------------------------------------------
 
-bool EventBase::timerLess(const Event* a, const Event* b) const {
-  if (a->deadline_ != b->deadline_) return a->deadline_ < b->deadline_;
-  return a->timerSequence_ < b->timerSequence_;
-}
-
-void EventBase::heapSet(size_t index, Event* ev) {
-  timerHeap_[index] = ev;
-  ev->heapIndex_ = index;
-}
-
-void EventBase::heapUp(size_t index) {
-  Event* ev = timerHeap_[index];
-  while (index > 0) {
-    const size_t parent = (index - 1) / 2;
-    if (!timerLess(ev, timerHeap_[parent])) break;
-    heapSet(index, timerHeap_[parent]);
-    index = parent;
-  }
-  heapSet(index, ev);
-}
-
-void EventBase::heapDown(size_t index) {
-  Event* ev = timerHeap_[index];
-  const size_t size = timerHeap_.size();
-  for (;;) {
-    size_t child = 2 * index + 1;
-    if (child >= size) break;
-    if (child + 1 < size && timerLess(timerHeap_[child + 1], timerHeap_[child])) ++child;
-    if (!timerLess(timerHeap_[child], ev)) break;
-    heapSet(index, timerHeap_[child]);
-    index = child;
-  }
-  heapSet(index, ev);
-}
-
 void EventBase::insertTimer(Event& ev, TimePoint deadline) {
   ev.deadline_ = deadline;
-  ev.timerSequence_ = nextTimerSequence_++;
-  timerHeap_.push_back(&ev);
-  heapUp(timerHeap_.size() - 1);
+  timers_.push(ev, deadline);
   setListFlag(ev, Event::kListTimeout, true);
 }
 
+void EventBase::rescheduleTimer(Event& ev, TimePoint deadline) {
+  ev.deadline_ = deadline;
+  timers_.update(ev, deadline);
+}
+
 void EventBase::removeTimer(Event& ev) {
-  const size_t index = ev.heapIndex_;
-  Event* last = timerHeap_.back();
-  timerHeap_.pop_back();
-  if (index < timerHeap_.size()) {
-    heapSet(index, last);
-    heapUp(index);
-    heapDown(last->heapIndex_);
-  }
-  ev.heapIndex_ = Event::kNotInHeap;
+  timers_.remove(ev);
   setListFlag(ev, Event::kListTimeout, false);
 }
 
@@ -394,8 +349,8 @@ void EventBase::removeTimer(Event& ev) {
 // kTimeout (a persistent one is re-registered by its closure before its callback).
 void EventBase::processTimeouts() {
   const TimePoint current = now();
-  while (!timerHeap_.empty() && timerHeap_.front()->deadline_ <= current) {
-    Event* ev = timerHeap_.front();
+  while (!timers_.empty() && timers_.topDeadline() <= current) {
+    Event* ev = timers_.top();
     ev->del();
     pushActive(*ev, kTimeout, 1);
   }
@@ -478,16 +433,10 @@ void EventBase::onSignalFd(int fd, EventMask, void* arg) {
 // ---- cross-thread work ---------------------------------------------------------------------
 
 void EventBase::runInLoop(std::function<void()> fn) {
-  bool wasEmpty;
-  {
-    std::lock_guard<std::mutex> lock(functorsMutex_);
-    wasEmpty = functors_.empty();
-    functors_.push_back(std::move(fn));
-    haveFunctors_.store(true, std::memory_order_release);
-  }
-  // A non-empty queue means a wake-up is already on its way. The loop thread itself never needs
-  // one: the loop polls without blocking while functions are queued.
-  if (wasEmpty && !isInLoopThread()) wakeup();
+  // Only the producer that made the queue non-empty writes the eventfd: for the others a wake-up
+  // is already on its way. The loop thread itself never needs one: the loop polls without
+  // blocking while functions are queued.
+  if (posted_.push(std::move(fn)) && !isInLoopThread()) wakeup();
 }
 
 void EventBase::wakeup() {
@@ -502,14 +451,7 @@ void EventBase::onWakeup(int fd, EventMask, void*) {
 }
 
 void EventBase::runPendingFunctors() {
-  if (!haveFunctors_.load(std::memory_order_acquire)) return;
-  {
-    std::lock_guard<std::mutex> lock(functorsMutex_);
-    runningFunctors_.swap(functors_);
-    haveFunctors_.store(false, std::memory_order_relaxed);
-  }
-  for (auto& fn : runningFunctors_) fn();
-  runningFunctors_.clear();
+  if (!posted_.empty()) posted_.runAll();
 }
 
 void EventBase::deferDelete(std::unique_ptr<DeferredDeletable> object) {

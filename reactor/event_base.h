@@ -3,10 +3,10 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cassert>
 #include <functional>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +16,8 @@
 #include "reactor/clock.h"
 #include "reactor/event.h"
 #include "reactor/poller.h"
+#include "reactor/post_queue.h"
+#include "reactor/timer_heap.h"
 
 namespace evgate::reactor {
 
@@ -91,9 +93,14 @@ class EventBase {
   // Safe from any thread.
   void runInLoop(std::function<void()> fn);
   // Safe from any thread.
-  bool isInLoopThread() const { return loopThread_.load(std::memory_order_relaxed) ==
-                                       std::this_thread::get_id(); }
-  void assertInLoopThread() const;
+  bool isInLoopThread() const {
+    return loopThread_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
+  // Aborts (debug builds) if called off the loop thread. Inline: free in release builds, where it
+  // guards every add, del and activate.
+  void assertInLoopThread() const {
+    assert(isInLoopThread() && "EventBase used from a thread other than its loop thread");
+  }
 
   // Destroys `object` at the end of this loop iteration, after every callback on the stack has
   // returned.
@@ -139,6 +146,7 @@ class EventBase {
   void removeMapped(Event& ev);
   void insertTimer(Event& ev, TimePoint deadline);
   void removeTimer(Event& ev);
+  void rescheduleTimer(Event& ev, TimePoint deadline);
   void pushActive(Event& ev, EventMask res, int signalCalls);
   void removeActive(Event& ev);
   void setListFlag(Event& ev, uint8_t flag, bool on);
@@ -157,12 +165,6 @@ class EventBase {
   void runDeferredDeletes();
   bool haveWork() const;
 
-  // Timer heap.
-  bool timerLess(const Event* a, const Event* b) const;
-  void heapUp(size_t index);
-  void heapDown(size_t index);
-  void heapSet(size_t index, Event* ev);
-
   // Signals.
   int insertSignal(Event& ev);
   void removeSignal(Event& ev);
@@ -180,8 +182,7 @@ class EventBase {
 
   std::vector<FdSlot> fds_;
   std::vector<ReadyFd> ready_;
-  std::vector<Event*> timerHeap_;
-  uint64_t nextTimerSequence_ = 0;
+  TimerHeap timers_;
   std::vector<Event::ActiveList> activeQueues_;
   Event::AllList allEvents_;
   size_t userEventCount_ = 0;
@@ -201,14 +202,10 @@ class EventBase {
   std::vector<Event::MapList> signalEvents_;
   std::unique_ptr<Event> signalEvent_;
 
-  // runInLoop: queue swapped out under the mutex, run unlocked; eventfd wake-up.
+  // runInLoop: a lock-free queue and an eventfd to wake the loop.
   int wakeFd_;
   std::unique_ptr<Event> wakeEvent_;
-  std::mutex functorsMutex_;
-  std::vector<std::function<void()>> functors_;
-  std::vector<std::function<void()>> runningFunctors_;  // kept to reuse its capacity
-  std::atomic<bool> haveFunctors_{false};
-  bool callingFunctors_ = false;
+  PostQueue posted_;
 
   std::vector<std::unique_ptr<DeferredDeletable>> deferred_;
   std::list<std::unique_ptr<OnceEvent>> onceEvents_;
