@@ -39,6 +39,7 @@ class TimerHeap {
     }
   };
 
+  size_t smallestChild(size_t index) const;
   void place(size_t index, const Entry& entry);
   void siftUp(size_t index, Entry entry);
   void siftDown(size_t index, Entry entry);
