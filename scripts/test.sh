@@ -1,13 +1,29 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs every test: `scripts/test.sh [PRESET]` (release by default; also
-# debug, asan, tsan). Extra arguments after the preset go to ctest, e.g. `-L reactor`.
+# Sets up, builds and runs every test through ctest.
+#
+#   scripts/test.sh                  release, then asan (ASan+UBSan), then tsan: what CI runs
+#   scripts/test.sh PRESET [ARGS]    one preset (release, debug, asan, tsan); ARGS go to ctest,
+#                                    e.g. scripts/test.sh debug -L reactor
+#
+# Stops at the first preset with a failing build or test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-preset=${1:-release}
-shift || true
-
 scripts/setup.sh
-cmake --preset "$preset"
-cmake --build --preset "$preset"
-ctest --preset "$preset" -j "$(nproc)" "$@"
+
+run_preset() {
+  local preset=$1
+  shift
+  echo "== test preset: $preset"
+  cmake --preset "$preset"
+  cmake --build --preset "$preset"
+  ctest --preset "$preset" -j "$(nproc)" "$@"
+}
+
+if [ $# -eq 0 ]; then
+  for preset in release asan tsan; do
+    run_preset "$preset"
+  done
+else
+  run_preset "$@"
+fi
