@@ -22,9 +22,9 @@
 namespace evgate::reactor {
 
 // Flags for EventBase::loop(), libevent's EVLOOP_* values.
-inline constexpr int kLoopOnce = 0x01;            // block for active events, run them, return
-inline constexpr int kLoopNonBlock = 0x02;        // run what is ready now, never block
-inline constexpr int kLoopNoExitOnEmpty = 0x04;   // keep running with no events registered
+inline constexpr int kLoopOnce = 0x01;           // block for active events, run them, return
+inline constexpr int kLoopNonBlock = 0x02;       // run what is ready now, never block
+inline constexpr int kLoopNoExitOnEmpty = 0x04;  // keep running with no events registered
 
 struct EventBaseOptions {
   Backend backend = Backend::kDefault;

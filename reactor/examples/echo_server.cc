@@ -78,14 +78,14 @@ int main(int argc, char** argv) {
   }
   evgate::reactor::Event sigint(base, SIGINT, evgate::reactor::kSignal | evgate::reactor::kPersist,
                                 onSignal, &base);
-  evgate::reactor::Event sigterm(base, SIGTERM,
-                                 evgate::reactor::kSignal | evgate::reactor::kPersist, onSignal,
-                                 &base);
+  evgate::reactor::Event sigterm(
+      base, SIGTERM, evgate::reactor::kSignal | evgate::reactor::kPersist, onSignal, &base);
   sigint.add();
   sigterm.add();
   std::printf("evgate-echo listening on %s (%s backend); try: nc %s %u\n",
               listener->localAddress()->toString().c_str(), std::string(base.backendName()).c_str(),
-              address->family() == AF_INET6 ? "::1" : "127.0.0.1", listener->localAddress()->port());
+              address->family() == AF_INET6 ? "::1" : "127.0.0.1",
+              listener->localAddress()->port());
   base.dispatch();
   return 0;
 }

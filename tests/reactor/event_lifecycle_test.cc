@@ -308,7 +308,8 @@ TEST_P(EventLifecycleTest, ActivateRunsCallbackOfNonPendingEvent) {
   Event ev(base, Calls::callback, &calls);
   ev.activate(kRead);
   EXPECT_EQ(ev.state(), EventState::kActive);
-  EXPECT_TRUE(ev.pending(kRead));  // libevent's event_pending reports the fired bits of an active event
+  EXPECT_TRUE(
+      ev.pending(kRead));  // libevent's event_pending reports the fired bits of an active event
   EXPECT_EQ(base.dispatch(), 1);
   EXPECT_EQ(calls.count, 1);
   EXPECT_EQ(calls.lastWhat, kRead);
@@ -580,8 +581,8 @@ TEST_P(EventLifecycleTest, OnceFiresExactlyOnce) {
   auto pair = makeSocketPair();
   int fired = 0;
   EventMask what = 0;
-  ASSERT_EQ(base.once(pair.a.get(), kRead, [&](int, EventMask w) { ++fired, what = w; },
-                      std::nullopt),
+  ASSERT_EQ(base.once(
+                pair.a.get(), kRead, [&](int, EventMask w) { ++fired, what = w; }, std::nullopt),
             0);
   writeByte(pair.b.get());
   EXPECT_EQ(base.dispatch(), 1);

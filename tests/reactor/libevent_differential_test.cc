@@ -655,9 +655,9 @@ TEST_P(DifferentialTest, BufferEventReadSizePerCallback_DeliberateDifference) {
 }
 
 // A peer sends 256 KiB; the read high watermark is 10000 bytes, each read takes at most 4096
-// (set on both sides: see BufferEventReadSizePerCallback_DeliberateDifference) and the read callback drains 1 KiB
-// per call. input() never exceeds the watermark: reads fill it up to `high` exactly and then
-// only top it up by what was drained.
+// (set on both sides: see BufferEventReadSizePerCallback_DeliberateDifference) and the read
+// callback drains 1 KiB per call. input() never exceeds the watermark: reads fill it up to `high`
+// exactly and then only top it up by what was drained.
 TEST_P(DifferentialTest, ReadHighWatermarkBoundsInput) {
   expectSameTrace([](Reactor& r, Trace& t) {
     constexpr size_t kTotal = 256 * 1024;

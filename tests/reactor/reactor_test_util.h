@@ -33,11 +33,11 @@ inline std::string backendParamName(const ::testing::TestParamInfo<Backend>& inf
   return info.param == Backend::kPoll ? "poll" : "epoll";
 }
 
-#define EVGATE_INSTANTIATE_BACKENDS(Suite)                                                    \
-  INSTANTIATE_TEST_SUITE_P(Backends, Suite,                                                   \
-                           ::testing::Values(::evgate::reactor::Backend::kEpoll,              \
-                                             ::evgate::reactor::Backend::kPoll),              \
-                           ::evgate::reactor::testing::backendParamName)
+#define EVGATE_INSTANTIATE_BACKENDS(Suite)                                                      \
+  INSTANTIATE_TEST_SUITE_P(                                                                     \
+      Backends, Suite,                                                                          \
+      ::testing::Values(::evgate::reactor::Backend::kEpoll, ::evgate::reactor::Backend::kPoll), \
+      ::evgate::reactor::testing::backendParamName)
 
 // An fd that closes itself.
 class UniqueFd {
@@ -82,7 +82,8 @@ inline SocketPair makeSocketPair() {
 inline bool loopUntil(EventBase& base, const std::function<bool()>& done,
                       std::chrono::milliseconds limit = std::chrono::seconds(10)) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
-  Event tick(base, -1, kPersist, [](int, EventMask, void*) {}, nullptr);
+  Event tick(
+      base, -1, kPersist, [](int, EventMask, void*) {}, nullptr);
   tick.setLabel("test: loopUntil tick");
   tick.add(std::chrono::milliseconds(5));
   while (!done() && std::chrono::steady_clock::now() < deadline) {

@@ -44,7 +44,8 @@ TEST_P(RunInLoopTest, ManyThreadsPostAndEveryFunctionRunsOnTheLoopThreadInOrder)
   }
   // Nothing else is registered: queued functions alone keep dispatch() going; while the queue
   // is momentarily empty the loop would return 1, so keep it alive until all have run.
-  Event keepAlive(base, -1, kPersist, [](int, EventMask, void*) {}, nullptr);
+  Event keepAlive(
+      base, -1, kPersist, [](int, EventMask, void*) {}, nullptr);
   keepAlive.add(10s);
   EXPECT_EQ(base.dispatch(), 0);
   for (auto& p : producers) p.join();
@@ -57,7 +58,8 @@ TEST_P(RunInLoopTest, WakesALoopBlockedWithoutTimers) {
   EventBase base(options());
   auto pair = testing::makeSocketPair();
   // A read event that never fires: the loop blocks in the poller with no timeout.
-  Event idle(base, pair.a.get(), kRead, [](int, EventMask, void*) {}, nullptr);
+  Event idle(
+      base, pair.a.get(), kRead, [](int, EventMask, void*) {}, nullptr);
   idle.add();
   std::atomic<bool> ran{false};
   std::thread poster([&] {
