@@ -38,6 +38,13 @@ constexpr int kMaxWriteIovecs = 64;
 // the chunk when that makes room and they are this few (libevent's MAX_TO_REALIGN_IN_EXPAND):
 // a short memmove is cheaper than a malloc.
 constexpr size_t kMaxRealign = 2048;
+// appendBuffer copies a source of at most this many bytes into our free tail space instead of
+// relinking its chunks: a relay moving many small reads into a stalled peer's output would
+// otherwise keep one allocation per read, many times the bytes the watermarks count.
+constexpr size_t kCopyInsteadOfLink = 512;
+// A shrunk read chunk is rounded to this, not to a page: a 100-byte read then costs about 200
+// bytes of heap while it waits, not 4 KiB.
+constexpr size_t kShrinkGranularity = 64;
 
 constexpr size_t roundUp(size_t n, size_t multiple) {
   return (n + multiple - 1) / multiple * multiple;
@@ -103,7 +110,7 @@ Buffer::Chunk* Buffer::shrinkReadChunk(Chunk* c) {
   if (c->tailSpace() <= kReadSlackKept) {
     return c;
   }
-  size_t alloc = roundUp(sizeof(Chunk) + c->misalign + c->off, kPageSize);
+  size_t alloc = roundUp(sizeof(Chunk) + c->misalign + c->off, kShrinkGranularity);
   void* p = std::realloc(c, alloc);
   if (p == nullptr) {
     return c;  // Keeping the larger chunk is harmless.
@@ -288,6 +295,16 @@ void Buffer::appendBuffer(Buffer& src) {
   }
   size_t orig = length_;
   size_t moved = src.length_;
+  if (moved <= kCopyInsteadOfLink) {
+    for (Chunk* c = src.head_; c != nullptr; c = c->next) {
+      appendBytes(c->begin(), c->off);
+    }
+    src.freeAll();
+    checkInvariants();
+    notify(orig, moved, 0);
+    src.notify(moved, 0, moved);
+    return;
+  }
   linkBack(src.head_, src.tail_);
   length_ += moved;
   src.head_ = nullptr;

@@ -7,6 +7,13 @@ namespace evgate::reactor {
 using Duration = std::chrono::nanoseconds;
 using TimePoint = std::chrono::steady_clock::time_point;
 
+// `t + d` clamped to TimePoint::max(): "no timeout" is often spelt as a huge duration, and signed
+// overflow would make it fire at once.
+inline TimePoint saturatingAdd(TimePoint t, Duration d) {
+  if (d > Duration::zero() && t > TimePoint::max() - d) return TimePoint::max();
+  return t + d;
+}
+
 // The time source of an EventBase: the seam that lets timer tests run on a fake clock.
 //
 // Thread rule: an EventBase calls its clock from its loop thread only.

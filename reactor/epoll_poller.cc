@@ -3,8 +3,10 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 
 #include "reactor/fatal.h"
 #include "reactor/poller.h"
@@ -89,11 +91,15 @@ class EpollPoller final : public Poller {
       ts.tv_sec = static_cast<time_t>(timeout->count() / 1'000'000'000);
       ts.tv_nsec = static_cast<long>(timeout->count() % 1'000'000'000);
       const int n = epoll_pwait2(epollFd_, events_.data(), maxEvents, &ts, nullptr);
-      if (n >= 0 || errno != ENOSYS) return n;
+      // ENOSYS: a kernel before 5.11. EPERM: a container's seccomp profile that predates the
+      // call. Either way, fall back for good.
+      if (n >= 0 || (errno != ENOSYS && errno != EPERM)) return n;
       havePwait2_ = false;
     }
-    // Round up so that a timer is never woken for before its deadline.
-    const auto ms = (timeout->count() + 999'999) / 1'000'000;
+    // Round up so that a timer is never woken for before its deadline; clamp first, as "no
+    // deadline" may be a huge duration.
+    constexpr int64_t kMaxWaitNs = int64_t{INT_MAX} * 1'000'000;
+    const auto ms = (std::min<int64_t>(timeout->count(), kMaxWaitNs) + 999'999) / 1'000'000;
     return epoll_wait(epollFd_, events_.data(), maxEvents,
                       static_cast<int>(ms > INT_MAX ? INT_MAX : ms));
   }

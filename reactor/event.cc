@@ -53,7 +53,7 @@ int Event::add(Duration timeout) {
     return -1;
   }
   if (timeout < Duration::zero()) timeout = Duration::zero();
-  return addAt(base_->now() + timeout, timeout);
+  return addAt(saturatingAdd(base_->now(), timeout), timeout);
 }
 
 // libevent's event_add_nolock_: register the fd or signal unless already registered (or active:
@@ -74,7 +74,7 @@ int Event::addAt(std::optional<TimePoint> deadline, std::optional<Duration> rela
   if (relative && (events_ & kPersist) && !(events_ & kSignal)) persistInterval_ = *relative;
   // Re-arming the timeout of an event that is active because of that timeout cancels the run.
   if ((flags_ & kListActive) && (res_ & kTimeout)) {
-    if ((events_ & kSignal) && runningSignalCalls_ != nullptr) *runningSignalCalls_ = 0;
+    stopSignalDeliveries();
     base_->removeActive(*this);
   }
   if (flags_ & kListTimeout) {
@@ -91,8 +91,7 @@ int Event::del() {
     return -1;
   }
   base_->assertInLoopThread();
-  // A signal callback running in a loop of deliveries stops after the current one.
-  if (runningSignalCalls_ != nullptr) *runningSignalCalls_ = 0;
+  stopSignalDeliveries();
   if (flags_ & kListTimeout) base_->removeTimer(*this);
   if (flags_ & kListActive) base_->removeActive(*this);
   if (flags_ & kListInserted) {
@@ -103,6 +102,14 @@ int Event::del() {
     }
   }
   return 0;
+}
+
+// A signal callback running in a loop of deliveries stops after the current one. The pointer is
+// dropped too: it points into the dispatcher's frame, which is gone once the loop stops.
+void Event::stopSignalDeliveries() {
+  if (runningSignalCalls_ == nullptr) return;
+  *runningSignalCalls_ = 0;
+  runningSignalCalls_ = nullptr;
 }
 
 int Event::removeTimer() {

@@ -111,6 +111,7 @@ class Event {
   static constexpr size_t kNotInHeap = static_cast<size_t>(-1);
 
   int addAt(std::optional<TimePoint> deadline, std::optional<Duration> relative);
+  void stopSignalDeliveries();
 
   EventBase* base_;
   int fd_;

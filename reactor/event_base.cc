@@ -19,6 +19,9 @@ namespace {
 constexpr int kMaxPriorities = 256;
 constexpr int kSignalSlots = _NSIG;
 
+// The base whose loop runs on this thread right now, if any.
+thread_local EventBase* tlsRunningBase = nullptr;
+
 EventMask interestOf(uint32_t readers, uint32_t writers, uint32_t closers, uint32_t edge) {
   EventMask mask = 0;
   if (readers > 0) mask |= kRead;
@@ -56,6 +59,9 @@ EventBase::EventBase(const EventBaseOptions& options)
 }
 
 EventBase::~EventBase() {
+  // The destroying thread becomes the loop thread: a worker's base is often destroyed by the
+  // thread that joined the worker.
+  loopThread_.store(std::this_thread::get_id());
   // Deferred objects may still own events of this base: let them go first.
   runDeferredDeletes();
   onceEvents_.clear();
@@ -85,6 +91,8 @@ std::unique_ptr<Event> EventBase::makeInternalEvent(int fd, EventCallback cb, co
 int EventBase::loop(int flags) {
   if (running_) return -1;  // libevent refuses a reentrant loop too
   running_ = true;
+  EventBase* const outerBase = tlsRunningBase;  // a loop may run inside another base's callback
+  tlsRunningBase = this;
   loopThread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   gotBreak_ = false;
   gotExit_ = false;
@@ -120,6 +128,7 @@ int EventBase::loop(int flags) {
   }
   cachedNow_.reset();
   running_ = false;
+  tlsRunningBase = outerBase;
   return result;
 }
 
@@ -253,8 +262,8 @@ void EventBase::persistClosure(Event& ev) {
   if (ev.persistInterval_ <= Duration::zero()) return;
   const TimePoint current = now();
   const TimePoint relativeTo = (ev.res_ & kTimeout) ? ev.deadline_ : current;
-  TimePoint runAt = relativeTo + ev.persistInterval_;
-  if (runAt < current) runAt = current + ev.persistInterval_;
+  TimePoint runAt = saturatingAdd(relativeTo, ev.persistInterval_);
+  if (runAt < current) runAt = saturatingAdd(current, ev.persistInterval_);
   ev.addAt(runAt, std::nullopt);
 }
 
@@ -371,6 +380,7 @@ int EventBase::insertSignal(Event& ev) {
     sigaddset(&one, sig);
     // signalfd only sees signals that are blocked; otherwise the default action would run.
     pthread_sigmask(SIG_BLOCK, &one, &previous);
+    signalBlocker_ = pthread_self();
     if (sigismember(&previous, sig) == 0) sigaddset(&blockedByUs_, sig);
     sigaddset(&signalMask_, sig);
     const int fd = signalfd(signalFd_, &signalMask_, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -401,12 +411,19 @@ void EventBase::removeSignal(Event& ev) {
   if (sigismember(&blockedByUs_, sig) == 1) unblockSignal(sig);
 }
 
+// Unblocks `sig` if this thread is the one that blocked it. A delivery that arrived but was not
+// read yet is consumed first: unblocking it would run its default action (for SIGTERM, death),
+// e.g. on a second SIGTERM during a graceful shutdown that deletes the signal events.
 void EventBase::unblockSignal(int sig) {
+  sigdelset(&blockedByUs_, sig);
+  if (!pthread_equal(pthread_self(), signalBlocker_)) return;
   sigset_t one;
   sigemptyset(&one);
   sigaddset(&one, sig);
+  const timespec now{0, 0};
+  while (sigtimedwait(&one, nullptr, &now) == sig) {
+  }
   pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
-  sigdelset(&blockedByUs_, sig);
 }
 
 void EventBase::onSignalFd(int fd, EventMask, void* arg) {
@@ -434,9 +451,10 @@ void EventBase::onSignalFd(int fd, EventMask, void* arg) {
 
 void EventBase::runInLoop(std::function<void()> fn) {
   // Only the producer that made the queue non-empty writes the eventfd: for the others a wake-up
-  // is already on its way. The loop thread itself never needs one: the loop polls without
-  // blocking while functions are queued.
-  if (posted_.push(std::move(fn)) && !isInLoopThread()) wakeup();
+  // is already on its way. A caller inside this base's running loop never needs one: the loop
+  // polls without blocking while functions are queued. That test uses a thread-local, not the
+  // loop thread id, which another thread may read stale while a loop starts.
+  if (posted_.push(std::move(fn)) && tlsRunningBase != this) wakeup();
 }
 
 void EventBase::wakeup() {
@@ -503,7 +521,8 @@ int EventBase::once(int fd, EventMask what, std::function<void(int, EventMask)> 
 
 int EventBase::setPriorityCount(int priorities) {
   assertInLoopThread();
-  if (activeCount_ > 0 || priorities < 1 || priorities > kMaxPriorities) return -1;
+  // Not while running: the loop holds a reference to the queue it is processing.
+  if (running_ || activeCount_ > 0 || priorities < 1 || priorities > kMaxPriorities) return -1;
   activeQueues_ = std::vector<Event::ActiveList>(static_cast<size_t>(priorities));
   return 0;
 }

@@ -199,6 +199,7 @@ class EventBase {
   int signalFd_ = -1;
   sigset_t signalMask_;
   sigset_t blockedByUs_;
+  pthread_t signalBlocker_{};  // the thread whose mask blocked our signals
   std::vector<Event::MapList> signalEvents_;
   std::unique_ptr<Event> signalEvent_;
 

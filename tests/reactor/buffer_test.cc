@@ -40,13 +40,14 @@ std::vector<iovec> chunks(const Buffer& b) {
   return iov;
 }
 
-// A buffer whose chunks hold exactly the given pieces, built by moving one buffer per piece.
+// A buffer whose chunks hold exactly the given pieces, built by moving one buffer per piece to
+// the front (prependBuffer always relinks; appendBuffer copies small sources).
 Buffer chained(const std::vector<std::string>& pieces) {
   Buffer b;
-  for (const std::string& piece : pieces) {
+  for (auto piece = pieces.rbegin(); piece != pieces.rend(); ++piece) {
     Buffer one;
-    one.append(piece);
-    b.appendBuffer(one);
+    one.append(*piece);
+    b.prependBuffer(one);
   }
   return b;
 }
@@ -192,6 +193,23 @@ TEST(BufferTest, CopyOutWithOffsetsAcrossChunks) {
   EXPECT_EQ(b.copyOut(out, 3, 10), 0u);
   EXPECT_EQ(b.copyOut(out, 3, 1000), 0u);
   EXPECT_EQ(b.length(), 10u);
+}
+
+TEST(BufferTest, SmallAppendBufferCopiesIntoTheTailInsteadOfLinking) {
+  // A relay that moves many small reads into a stalled peer's output must not keep one chunk
+  // per read: small sources are copied into the destination's free tail space.
+  Buffer dst;
+  dst.append("head");
+  for (int i = 0; i < 100; ++i) {
+    Buffer read;
+    read.append("0123456789");
+    dst.appendBuffer(read);
+    EXPECT_TRUE(read.empty());
+  }
+  EXPECT_EQ(dst.length(), 4u + 100u * 10u);
+  std::vector<iovec> iov(8);
+  EXPECT_LE(dst.peek(iov), 2u);  // 1004 bytes: the first 1 KiB chunk and at most one more
+  EXPECT_EQ(contents(dst).substr(0, 14), "head0123456789");
 }
 
 TEST(BufferTest, ContiguousSpaceIsTheFrontChunk) {
@@ -492,7 +510,8 @@ TEST(BufferTest, PullupMovesTheFrontChunksBytesToMakeRoom) {
   b.drain(900);
   Buffer next;
   next.append("tail bytes and more");
-  b.appendBuffer(next);
+  next.prependBuffer(b);
+  b = std::move(next);
   const char* p = b.pullup(95);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(std::string(p, 95), data.substr(900) + "tail bytes and ");

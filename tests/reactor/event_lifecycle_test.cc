@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "reactor/event.h"
@@ -537,6 +538,52 @@ TEST_P(EventLifecycleTest, HigherPriorityEventsStarveLowerOnes) {
   EXPECT_EQ(low.setPriority(0), -1);  // not while active
   EXPECT_EQ(base.dispatch(), 1);
   EXPECT_EQ(trace, (std::vector<std::string>{"high", "high", "high", "high", "high", "low"}));
+}
+
+TEST_P(EventLifecycleTest, HugeTimeoutSaturatesInsteadOfFiringAtOnce) {
+  EventBase base(options());
+  Calls calls;
+  Event ev(base, Calls::callback, &calls);
+  ASSERT_EQ(ev.add(Duration::max()), 0);
+  TimePoint deadline{};
+  ASSERT_TRUE(ev.pending(kTimeout, &deadline));
+  EXPECT_EQ(deadline, TimePoint::max());
+  base.loop(kLoopNonBlock);
+  EXPECT_EQ(calls.count, 0);
+  EXPECT_TRUE(ev.pending(kTimeout));
+}
+
+TEST_P(EventLifecycleTest, PriorityCountCannotChangeWhileTheLoopRuns) {
+  EventBase base(options());
+  Calls calls;
+  Event ev(base, Calls::callback, &calls);
+  int inside = 0;
+  calls.then = [&] { inside = base.setPriorityCount(3); };
+  ev.activate(kTimeout);
+  base.dispatch();
+  EXPECT_EQ(inside, -1);
+  EXPECT_EQ(base.setPriorityCount(3), 0);
+  EXPECT_EQ(base.priorityCount(), 3);
+}
+
+TEST_P(EventLifecycleTest, BaseRunOnAWorkerThreadMayBeDestroyedByTheJoiningThread) {
+  std::unique_ptr<EventBase> base;
+  auto pair = makeSocketPair();
+  Calls calls;
+  std::unique_ptr<Event> ev;
+  std::thread worker([&] {
+    base = std::make_unique<EventBase>(options());  // created on its worker, as the gateway does
+    ev = std::make_unique<Event>(*base, pair.a.get(), kRead | kPersist, Calls::callback, &calls);
+    ev->add();
+    base->loopExit(std::chrono::milliseconds(1));
+    base->dispatch();
+    ev.reset();
+  });
+  worker.join();
+  // The base's own events are still registered; destroying it from the joining thread must not
+  // trip the loop-thread assertion (Debug and ASan builds abort if it does).
+  base.reset();
+  EXPECT_EQ(calls.count, 0);
 }
 
 TEST_P(EventLifecycleTest, DumpListsEventsWithStateDeadlineAndLabel) {

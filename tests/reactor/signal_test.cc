@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <functional>
+#include <memory>
 
 #include "reactor/event.h"
 #include "reactor/event_base.h"
@@ -111,6 +112,35 @@ TEST_P(SignalTest, DelInsideTheCallbackStopsTheRemainingDeliveries) {
   queueToSelf(SIGRTMIN + 1, 3);
   EXPECT_EQ(base.dispatch(), 1);
   EXPECT_EQ(calls.count, 1);
+}
+
+TEST_P(SignalTest, DestroyAfterDelMidDeliveriesIsSafe) {
+  EventBase base(options());
+  SignalCalls calls;
+  auto ev = std::make_unique<Event>(base, SIGRTMIN + 2, kSignal | kPersist, SignalCalls::callback,
+                                    &calls);
+  calls.then = [&] { ev->del(); };
+  ev->add();
+  queueToSelf(SIGRTMIN + 2, 1);
+  queueToSelf(SIGRTMIN + 2, 2);
+  base.loop(kLoopOnce);
+  EXPECT_EQ(calls.count, 1);
+  // The event must not keep a pointer into the dispatcher's finished frame (ASan would catch the
+  // write when it is destroyed).
+  ev.reset();
+  EXPECT_EQ(base.dispatch(), 1);
+}
+
+TEST_P(SignalTest, DeletingTheLastEventConsumesAnUnreadSignalInsteadOfDying) {
+  ASSERT_FALSE(isBlocked(SIGUSR2));
+  EventBase base(options());
+  SignalCalls calls;
+  Event ev(base, SIGUSR2, kSignal | kPersist, SignalCalls::callback, &calls);
+  ev.add();
+  ASSERT_EQ(raise(SIGUSR2), 0);  // pending in the signalfd, never read
+  ev.del();                      // unblocking it as is would run SIGUSR2's default action: exit
+  EXPECT_FALSE(isBlocked(SIGUSR2));
+  EXPECT_EQ(calls.count, 0);
 }
 
 TEST_P(SignalTest, SignalEventKeepsTheLoopRunning) {
