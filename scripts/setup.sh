@@ -9,6 +9,8 @@ set -euo pipefail
 packages=(
   # toolchain
   g++ cmake ninja-build pkg-config git
+  # gateway: configuration
+  libyaml-cpp-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # libevent: the reference the reactor is checked against (tests and benchmarks only)

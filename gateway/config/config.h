@@ -1,0 +1,133 @@
+#pragma once
+
+// The gateway's configuration model: what the YAML file says, validated and typed. Keys and
+// defaults are documented in docs/configuration.md; the parser (config_parser.h) is the only
+// code that builds these from text.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gateway/config/cidr.h"
+#include "reactor/socket_address.h"
+
+namespace evgate::gateway {
+
+using Duration = std::chrono::nanoseconds;
+
+enum class LbPolicy { kRoundRobin, kLeastConnections, kRandomTwo, kHashClientIp };
+
+enum class ProxyProtocol { kNone, kV1, kV2 };
+
+struct EndpointConfig {
+  reactor::SocketAddress address;
+  uint32_t weight = 1;  // 1..1000
+
+  bool operator==(const EndpointConfig&) const = default;
+};
+
+struct HealthCheckConfig {
+  Duration interval = std::chrono::seconds(5);
+  Duration timeout = std::chrono::seconds(1);
+  uint32_t unhealthyThreshold = 3;
+  uint32_t healthyThreshold = 2;
+
+  bool operator==(const HealthCheckConfig&) const = default;
+};
+
+// Passive ejection: an endpoint that fails this many connects in a row is skipped for a
+// back-off that doubles on each ejection, up to the maximum.
+struct OutlierConfig {
+  uint32_t consecutiveFailures = 5;  // 0: off
+  Duration baseEjection = std::chrono::seconds(1);
+  Duration maxEjection = std::chrono::seconds(30);
+
+  bool operator==(const OutlierConfig&) const = default;
+};
+
+struct ClusterConfig {
+  std::string name;
+  LbPolicy lb = LbPolicy::kRoundRobin;
+  std::vector<EndpointConfig> endpoints;
+  Duration connectTimeout = std::chrono::seconds(5);
+  uint32_t maxConnectAttempts = 3;
+  std::optional<HealthCheckConfig> healthCheck;  // absent: no active checks
+  OutlierConfig outlier;
+  ProxyProtocol sendProxyProtocol = ProxyProtocol::kNone;
+
+  bool operator==(const ClusterConfig&) const = default;
+};
+
+struct ListenerConfig {
+  std::string name;
+  reactor::SocketAddress bind;
+  std::string cluster;
+  uint32_t maxConnections = 10000;
+  size_t bufferLimit = 64 * 1024;  // per direction
+  Duration idleTimeout = std::chrono::seconds(300);
+  Duration halfCloseTimeout = std::chrono::seconds(30);
+  std::optional<Duration> maxLifetime;  // absent: unlimited
+  Duration maxLifetimeJitter{0};
+  std::vector<Cidr> allow;  // empty: everyone
+  bool acceptProxyProtocol = false;
+  Duration proxyProtocolTimeout = std::chrono::seconds(5);
+
+  bool operator==(const ListenerConfig&) const = default;
+};
+
+struct AdminConfig {
+  std::string address = "127.0.0.1:9901";
+  std::string tokenFile;
+  std::string tlsCertFile;
+  std::string tlsKeyFile;
+  std::string tlsClientCaFile;
+
+  bool operator==(const AdminConfig&) const = default;
+};
+
+struct MetricsConfig {
+  std::string address = "127.0.0.1:9902";
+
+  bool operator==(const MetricsConfig&) const = default;
+};
+
+enum class AccessLogMode { kStdout, kFile, kOff };
+
+struct AccessLogConfig {
+  AccessLogMode mode = AccessLogMode::kStdout;
+  std::string path;  // with kFile
+
+  bool operator==(const AccessLogConfig&) const = default;
+};
+
+enum class LogFormat { kText, kJson };
+enum class LogLevel { kDebug, kInfo, kWarn, kError };
+
+struct LogConfig {
+  LogFormat format = LogFormat::kText;
+  LogLevel level = LogLevel::kInfo;
+
+  bool operator==(const LogConfig&) const = default;
+};
+
+struct Config {
+  uint32_t workers = 0;  // 0: one per CPU
+  Duration drainTimeout = std::chrono::seconds(30);
+  std::string stateFile;  // empty: runtime changes are not persisted
+  AdminConfig admin;
+  MetricsConfig metrics;
+  LogConfig log;
+  AccessLogConfig accessLog;
+  std::vector<ClusterConfig> clusters;
+  std::vector<ListenerConfig> listeners;
+
+  bool operator==(const Config&) const = default;
+
+  const ClusterConfig* findCluster(const std::string& name) const;
+  const ListenerConfig* findListener(const std::string& name) const;
+};
+
+}  // namespace evgate::gateway
