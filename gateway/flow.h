@@ -1,0 +1,214 @@
+#pragma once
+
+// A Flow relays one client connection and one upstream connection on a worker's loop.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gateway/close_reason.h"
+#include "reactor/buffer_event.h"
+#include "reactor/clock.h"
+#include "reactor/event.h"
+#include "reactor/event_base.h"
+#include "reactor/socket_address.h"
+
+namespace evgate::gateway {
+
+using Duration = reactor::Duration;
+using TimePoint = reactor::TimePoint;
+
+class Flow;
+
+// What a flow needs from its cluster; implemented per worker by the cluster (tests: a fake).
+// Thread rule: called on the flow's loop thread only.
+class UpstreamPicker {
+ public:
+  virtual ~UpstreamPicker() = default;
+  // The next endpoint for a flow from `client`, not among `tried`; nullopt: none available.
+  virtual std::optional<reactor::SocketAddress> pick(
+      const reactor::SocketAddress& client, std::span<const reactor::SocketAddress> tried) = 0;
+  // The outcome of one connect attempt (health / outlier input). A refused connect, a connect
+  // error and a connect timeout are all `ok == false`.
+  virtual void onConnectResult(const reactor::SocketAddress& endpoint, bool ok) = 0;
+  // Once per flow that connected to `endpoint` (after onConnectResult(endpoint, true)), when the
+  // flow ends: connection counts.
+  virtual void onFlowEnded(const reactor::SocketAddress& endpoint) = 0;
+  // Per attempt; <= 0: no timeout.
+  virtual Duration connectTimeout() const = 0;
+  // Attempts in all, the first included; 0 counts as 1.
+  virtual uint32_t maxConnectAttempts() const = 0;
+};
+
+// Told when a flow ends. Thread rule: called on the flow's loop thread.
+class FlowObserver {
+ public:
+  virtual ~FlowObserver() = default;
+  // The flow is closed (closeReason() is set, its sockets are closed) and will be deleted at the
+  // end of this loop iteration: log it, count it, drop it from registries. Must not call close().
+  virtual void onFlowClosed(Flow& flow) = 0;
+};
+
+// The listener's settings a flow follows (ListenerConfig's buffer_limit, idle_timeout,
+// half_close_timeout, max_lifetime and its jitter). A duration <= 0 disables that timeout.
+struct FlowSettings {
+  size_t bufferLimit = size_t{64} * 1024;  // per direction; 0 counts as 1
+  Duration idleTimeout = std::chrono::seconds(300);
+  Duration halfCloseTimeout = std::chrono::seconds(30);
+  std::optional<Duration> maxLifetime;  // absent: unlimited
+  Duration maxLifetimeJitter{0};        // a uniform random [0, jitter] is added per flow
+};
+
+// Relays a client connection and an upstream connection with two BufferEvents (both own their
+// fds). Bytes read on one side are moved, not copied, into the other side's output.
+//
+// Backpressure: reading from a side stops while the other side's output holds bufferLimit bytes
+// or more and resumes when that output drains to bufferLimit / 2 (its write low watermark); each
+// read takes at most min(64 KiB, bufferLimit - that output's length). So each direction holds at
+// most bufferLimit bytes, whatever the peers do: bufferedBytes() <= 2 * bufferLimit. While the
+// upstream connects, the client's early bytes wait in the client's input, bounded the same way
+// (its read high watermark is bufferLimit).
+//
+// Half-close: EOF from one side becomes shutdown(SHUT_WR) on the other side once that side's
+// output is flushed; the other direction keeps flowing. The flow ends normally (client_eof or
+// upstream_eof: who closed first) when both directions have ended, or with half_close_timeout
+// if the second does not end within halfCloseTimeout of the first.
+//
+// Closing: a reset or socket error on one side (client_reset / upstream_reset) aborts the other
+// side with a RST (SO_LINGER 0): a FIN would tell that peer its stream ended cleanly, which is
+// false. Any other close (timeouts, admin, drain) sends a FIN to a side whose output is empty and
+// a RST to one with unsent bytes (they will never arrive; the peer must not take the stream as
+// complete).
+//
+// Timeouts: one timer per flow, armed at the earliest of the connect deadline (per attempt), the
+// idle deadline, the half-close deadline and the lifetime deadline. Activity (bytes read from
+// either side, or an output draining to its low watermark) only records the loop's cached time;
+// the idle deadline is checked, and the timer re-armed, when the timer fires.
+//
+// Connecting: each attempt asks the picker for an endpoint not tried yet; a refused, failed or
+// timed-out attempt is reported to the picker and the next endpoint is tried, up to
+// maxConnectAttempts(). No endpoint at the first attempt: no_healthy_upstream; otherwise
+// connect_failed.
+//
+// Thread rule: loop thread only, for every method; a flow lives and dies on its loop.
+// Ownership: a flow owns itself. When it ends it closes both sockets, calls
+// observer.onFlowClosed() and deletes itself at the end of that loop iteration
+// (EventBase::deferDelete). The picker and the observer must outlive it.
+class Flow : public reactor::DeferredDeletable {
+ public:
+  enum class State : uint8_t { kConnecting, kEstablished, kHalfClosed, kClosed };
+
+  // The most one read from a socket takes (never more than bufferLimit).
+  static constexpr size_t kMaxSingleRead = size_t{64} * 1024;
+
+  // Starts relaying `clientFd` (an accepted, connected socket; the flow owns it from now on).
+  // The first connect attempt starts from the loop, so the observer is never called before
+  // start() returns. The returned pointer stays valid until the end of the loop iteration in
+  // which onFlowClosed() is called. Loop thread only.
+  static Flow* start(reactor::EventBase& base, uint64_t id, int clientFd,
+                     const reactor::SocketAddress& client, const FlowSettings& settings,
+                     UpstreamPicker& picker, FlowObserver& observer);
+
+  Flow(const Flow&) = delete;
+  Flow& operator=(const Flow&) = delete;
+  ~Flow() override;
+
+  // Closes both sides now (admin, drain, limit, ...): see the class comment for FIN vs RST.
+  // Does nothing on a closed flow. Loop thread only.
+  void close(CloseReason reason);
+
+  uint64_t id() const { return id_; }
+  // On the loop's clock, and on the wall clock (for logs).
+  TimePoint startTime() const { return startTime_; }
+  std::chrono::system_clock::time_point startWallTime() const { return startWallTime_; }
+  const reactor::SocketAddress& client() const { return client_; }
+  // The connected endpoint; nullopt while connecting or if no connect succeeded.
+  const std::optional<reactor::SocketAddress>& upstream() const { return upstream_; }
+  // Bytes read from each side (and passed on to the other).
+  uint64_t bytesFromClient() const { return bytesFromClient_; }
+  uint64_t bytesFromUpstream() const { return bytesFromUpstream_; }
+  // Bytes held in both sides' inputs and outputs right now.
+  size_t bufferedBytes() const;
+  State state() const { return state_; }
+  // kNone until the flow is closed.
+  CloseReason closeReason() const { return closeReason_; }
+  // Endpoints tried so far, in order (the connected one last).
+  std::span<const reactor::SocketAddress> triedEndpoints() const { return tried_; }
+
+ private:
+  enum Side : uint8_t { kClient = 0, kUpstream = 1 };
+
+  // One side's socket and what has happened to it.
+  struct Peer {
+    reactor::BufferEvent::Ptr bev;
+    bool eof = false;              // EOF read from this side
+    bool shutdownSent = false;     // SHUT_WR sent to this side
+    bool shutdownPending = false;  // SHUT_WR to send once the output is flushed
+    bool paused = false;           // reading stopped by backpressure
+  };
+
+  Flow(reactor::EventBase& base, uint64_t id, int clientFd, const reactor::SocketAddress& client,
+       const FlowSettings& settings, UpstreamPicker& picker, FlowObserver& observer);
+
+  static void onRead(reactor::BufferEvent& bev, void* arg);
+  static void onWrite(reactor::BufferEvent& bev, void* arg);
+  static void onEvent(reactor::BufferEvent& bev, short what, void* arg);
+  static void onTimer(int fd, reactor::EventMask what, void* arg);
+
+  Side sideOf(const reactor::BufferEvent& bev) const;
+  static Side other(Side side) { return side == kClient ? kUpstream : kClient; }
+
+  void connectNext();
+  void connectFailed();
+  void connected();
+  void relay(Side from);
+  void drained(Side to);
+  void gateReading(Side from);
+  void peerEof(Side side);
+  void sendShutdown(Side side);
+  void checkFinished();
+  void handleTimer();
+  void scheduleTimer();
+  std::optional<TimePoint> nextDeadline() const;
+  void closeSide(Side side, bool reset);
+
+  reactor::EventBase& base_;
+  const uint64_t id_;
+  const reactor::SocketAddress client_;
+  const FlowSettings settings_;
+  const size_t limit_;
+  UpstreamPicker& picker_;
+  FlowObserver& observer_;
+
+  const TimePoint startTime_;
+  const std::chrono::system_clock::time_point startWallTime_;
+  std::optional<TimePoint> lifetimeDeadline_;
+  std::optional<TimePoint> connectDeadline_;
+  std::optional<TimePoint> halfCloseDeadline_;
+  TimePoint lastActivity_;
+
+  Peer peers_[2];
+  std::vector<reactor::SocketAddress> tried_;
+  std::optional<reactor::SocketAddress> upstream_;
+  uint64_t bytesFromClient_ = 0;
+  uint64_t bytesFromUpstream_ = 0;
+  State state_ = State::kConnecting;
+  CloseReason closeReason_ = CloseReason::kNone;
+  CloseReason firstEof_ = CloseReason::kNone;
+
+  reactor::Event timer_;
+  std::optional<TimePoint> armedDeadline_;
+};
+
+const char* toString(Flow::State state);
+
+// One access-log record: a JSON object without a trailing newline, with id, start (RFC 3339,
+// UTC, milliseconds), duration_ms (to `now`), client, upstream (null if none), bytes_in (from
+// the client), bytes_out (to the client), reason. Loop thread only (reads the flow).
+std::string accessLogLine(const Flow& flow, std::chrono::system_clock::time_point now);
+
+}  // namespace evgate::gateway

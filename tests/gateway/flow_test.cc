@@ -1,0 +1,839 @@
+// Flow over real loopback sockets: one EventBase in the test thread runs the gateway's listener
+// (accepting into Flow::start), the flows, the fake upstream servers and the test clients.
+
+#include "gateway/flow.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "reactor/buffer_event.h"
+#include "reactor/event_base.h"
+#include "reactor/listener.h"
+#include "reactor/socket_address.h"
+#include "tests/reactor/reactor_test_util.h"
+
+namespace evgate::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using reactor::BufferEvent;
+using reactor::EventBase;
+using reactor::Listener;
+using reactor::SocketAddress;
+using reactor::testing::loopUntil;
+using reactor::testing::UniqueFd;
+
+constexpr size_t kKiB = 1024;
+constexpr uint64_t kFnvOffset = 14695981039346656037ull;
+constexpr uint64_t kFnvPrime = 1099511628211ull;
+
+uint64_t fnv(uint64_t h, const char* p, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    h ^= static_cast<unsigned char>(p[i]);
+    h *= kFnvPrime;
+  }
+  return h;
+}
+
+uint64_t hashOf(const std::string& s) { return fnv(kFnvOffset, s.data(), s.size()); }
+
+std::string randomPayload(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; i += 8) {
+    const uint64_t v = rng();
+    for (size_t j = 0; j < 8 && i + j < n; ++j) s[i + j] = static_cast<char>(v >> (8 * j));
+  }
+  return s;
+}
+
+// One end of a test connection (a client of the gateway, or an upstream server's accepted
+// connection): sends a payload with its own flow control, hashes what it receives, and can echo,
+// half-close, reset or stop reading on demand.
+class TestConn {
+ public:
+  static constexpr size_t kWindow = 1 << 20;
+
+  TestConn(EventBase& base, int fd)
+      : bev_(BufferEvent::create(base, fd, BufferEvent::kCloseOnFree)) {
+    bev_->setCallbacks(onRead, onWrite, onEvent, this);
+    bev_->setWatermark(reactor::kWrite, kWindow / 4, 0);
+    bev_->setMaxSingleRead(64 * kKiB);
+    bev_->enable(reactor::kRead);
+  }
+
+  // Configuration.
+  bool echo = false;           // write back what arrives
+  bool shutdownOnEof = false;  // after the peer's EOF: flush, then shutdown(SHUT_WR)
+  bool sendOnEof = false;      // start sending the payload only after the peer's EOF
+  bool shutdownAfterPayload = false;
+  size_t resetAfterBytes = SIZE_MAX;  // RST once this many bytes arrived
+
+  // State.
+  uint64_t hash = kFnvOffset;
+  size_t received = 0;
+  bool connected = false;
+  bool eof = false;
+  bool error = false;
+  int err = 0;
+  bool shutdownSent = false;
+  bool resetDone = false;
+  size_t sent = 0;  // bytes handed to the socket buffer so far (of the payload)
+
+  BufferEvent* bev() { return bev_.get(); }
+
+  void connectTo(const SocketAddress& address) {
+    ASSERT_EQ(bev_->connect(address.data(), address.length()), 0);
+  }
+
+  void send(const std::string& payload, bool thenShutdown) {
+    payload_ = &payload;
+    shutdownAfterPayload = thenShutdown;
+    pump();
+  }
+
+  void write(std::string_view s) { bev_->write(s.data(), s.size()); }
+
+  void shutdownWhenFlushed() {
+    wantShutdown_ = true;
+    maybeShutdown();
+  }
+
+  void pauseReading() { bev_->disable(reactor::kRead); }
+  void resumeReading() { bev_->enable(reactor::kRead); }
+
+  void reset() {
+    const linger lg{1, 0};
+    ::setsockopt(bev_->fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    bev_.reset();
+    resetDone = true;
+  }
+
+  size_t unsent() const { return payload_ != nullptr ? payload_->size() - sent : 0; }
+
+ private:
+  static void onRead(BufferEvent& bev, void* arg) { static_cast<TestConn*>(arg)->handleRead(bev); }
+  static void onWrite(BufferEvent&, void* arg) { static_cast<TestConn*>(arg)->handleWrite(); }
+  static void onEvent(BufferEvent&, short what, void* arg) {
+    static_cast<TestConn*>(arg)->handleEvent(what);
+  }
+
+  void handleRead(BufferEvent& bev) {
+    if (echo) {
+      received += bev.input().length();
+      bev.write(bev.input());
+      if (bev.output().length() > 4 * kWindow) {
+        echoPaused_ = true;
+        bev.disable(reactor::kRead);
+      }
+      return;
+    }
+    char scratch[64 * 1024];
+    size_t n;
+    while ((n = bev.input().remove(scratch, sizeof scratch)) > 0) {
+      hash = fnv(hash, scratch, n);
+      received += n;
+    }
+    if (received >= resetAfterBytes && !resetDone) reset();
+  }
+
+  void handleWrite() {
+    if (echoPaused_ && bev_->output().length() <= kWindow) {
+      echoPaused_ = false;
+      bev_->enable(reactor::kRead);
+    }
+    pump();
+    maybeShutdown();
+  }
+
+  void handleEvent(short what) {
+    if ((what & BufferEvent::kConnected) != 0) {
+      connected = true;
+      return;
+    }
+    if ((what & BufferEvent::kEof) != 0 && (what & BufferEvent::kReading) != 0) {
+      eof = true;
+      if (echo || shutdownOnEof) shutdownWhenFlushed();
+      if (sendOnEof) {
+        sendOnEof = false;
+        pump();
+      }
+      return;
+    }
+    error = true;
+    err = errno;
+  }
+
+  void pump() {
+    if (payload_ == nullptr || sendOnEof || !bev_) return;
+    while (sent < payload_->size() && bev_->output().length() < kWindow) {
+      const size_t n = std::min<size_t>(256 * kKiB, payload_->size() - sent);
+      bev_->write(payload_->data() + sent, n);
+      sent += n;
+    }
+    if (sent == payload_->size() && shutdownAfterPayload) shutdownWhenFlushed();
+  }
+
+  void maybeShutdown() {
+    if (!wantShutdown_ || shutdownSent || !bev_ || !bev_->output().empty()) return;
+    if (payload_ != nullptr && sent < payload_->size()) return;
+    ::shutdown(bev_->fd(), SHUT_WR);
+    shutdownSent = true;
+  }
+
+  BufferEvent::Ptr bev_;
+  const std::string* payload_ = nullptr;
+  bool wantShutdown_ = false;
+  bool echoPaused_ = false;
+};
+
+// A fake upstream: a listener whose accepted connections are TestConns set up by `setup`.
+class FakeServer {
+ public:
+  FakeServer(EventBase& base, std::function<void(TestConn&)> setup)
+      : base_(base), setup_(std::move(setup)) {
+    listener_ =
+        Listener::bind(base, onAccept, this, Listener::kCloseOnFree | Listener::kReuseAddress, -1,
+                       SocketAddress::loopbackV4());
+    EXPECT_NE(listener_, nullptr);
+    address_ = *listener_->localAddress();
+  }
+
+  const SocketAddress& address() const { return address_; }
+  std::vector<std::unique_ptr<TestConn>>& conns() { return conns_; }
+  TestConn& conn(size_t i = 0) { return *conns_.at(i); }
+
+ private:
+  static void onAccept(Listener&, int fd, const sockaddr*, socklen_t, void* arg) {
+    auto* self = static_cast<FakeServer*>(arg);
+    auto conn = std::make_unique<TestConn>(self->base_, fd);
+    if (self->setup_) self->setup_(*conn);
+    self->conns_.push_back(std::move(conn));
+  }
+
+  EventBase& base_;
+  std::function<void(TestConn&)> setup_;
+  std::unique_ptr<Listener> listener_;
+  SocketAddress address_;
+  std::vector<std::unique_ptr<TestConn>> conns_;
+};
+
+class FakePicker : public UpstreamPicker {
+ public:
+  std::vector<SocketAddress> endpoints;
+  Duration timeout = 2s;
+  uint32_t attempts = 3;
+  std::vector<std::pair<SocketAddress, bool>> results;
+  std::vector<SocketAddress> ended;
+
+  std::optional<SocketAddress> pick(const SocketAddress&,
+                                    std::span<const SocketAddress> tried) override {
+    for (const SocketAddress& e : endpoints) {
+      if (std::find(tried.begin(), tried.end(), e) == tried.end()) return e;
+    }
+    return std::nullopt;
+  }
+  void onConnectResult(const SocketAddress& endpoint, bool ok) override {
+    results.emplace_back(endpoint, ok);
+  }
+  void onFlowEnded(const SocketAddress& endpoint) override { ended.push_back(endpoint); }
+  Duration connectTimeout() const override { return timeout; }
+  uint32_t maxConnectAttempts() const override { return attempts; }
+};
+
+struct ClosedFlow {
+  uint64_t id;
+  CloseReason reason;
+  uint64_t bytesIn;
+  uint64_t bytesOut;
+  std::optional<SocketAddress> upstream;
+  std::string logLine;
+  std::chrono::steady_clock::time_point at;
+};
+
+class Registry : public FlowObserver {
+ public:
+  std::map<uint64_t, Flow*> live;
+  std::vector<ClosedFlow> closed;
+
+  void onFlowClosed(Flow& flow) override {
+    EXPECT_EQ(flow.state(), Flow::State::kClosed);
+    EXPECT_EQ(flow.bufferedBytes(), 0u);
+    closed.push_back({flow.id(), flow.closeReason(), flow.bytesFromClient(),
+                      flow.bytesFromUpstream(), flow.upstream(),
+                      accessLogLine(flow, std::chrono::system_clock::now()),
+                      std::chrono::steady_clock::now()});
+    live.erase(flow.id());
+  }
+};
+
+// A port on 127.0.0.1 with nothing listening: connects are refused.
+SocketAddress refusedAddress() {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM, 0));
+  SocketAddress a = SocketAddress::loopbackV4();
+  EXPECT_EQ(::bind(fd.get(), a.data(), a.length()), 0);
+  return *SocketAddress::localOf(fd.get());
+}
+
+// A loopback address whose SYNs are dropped: a socket listening with backlog 0 (an accept queue
+// of one) that never accepts, its queue filled by a few connects. Linux drops a SYN to a
+// listener whose accept queue is full (tcp_conn_request: "LISTENOVERFLOWS"), SYN cookies or not,
+// so a further connect stays in SYN_SENT until its own timeout.
+class Blackhole {
+ public:
+  Blackhole() : listenFd_(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)) {
+    SocketAddress a = SocketAddress::loopbackV4();
+    EXPECT_EQ(::bind(listenFd_.get(), a.data(), a.length()), 0);
+    EXPECT_EQ(::listen(listenFd_.get(), 0), 0);
+    address_ = *SocketAddress::localOf(listenFd_.get());
+    for (int i = 0; i < 3; ++i) {
+      UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+      (void)::connect(c.get(), address_.data(), address_.length());
+      fillers_.push_back(std::move(c));
+    }
+  }
+  const SocketAddress& address() const { return address_; }
+
+ private:
+  UniqueFd listenFd_;
+  SocketAddress address_;
+  std::vector<UniqueFd> fillers_;
+};
+
+class FlowTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    settings_.bufferLimit = 64 * kKiB;
+    settings_.idleTimeout = 30s;
+    settings_.halfCloseTimeout = 30s;
+    gateway_ =
+        Listener::bind(base_, onAccept, this, Listener::kCloseOnFree | Listener::kReuseAddress, -1,
+                       SocketAddress::loopbackV4());
+    ASSERT_NE(gateway_, nullptr);
+    gatewayAddress_ = *gateway_->localAddress();
+  }
+
+  void TearDown() override {
+    while (!registry_.live.empty()) registry_.live.begin()->second->close(CloseReason::kDrain);
+    clients_.clear();
+    servers_.clear();
+    gateway_.reset();
+    base_.loop(reactor::kLoopNonBlock);
+  }
+
+  static void onAccept(Listener&, int fd, const sockaddr* peer, socklen_t peerLen, void* arg) {
+    auto* self = static_cast<FlowTest*>(arg);
+    Flow* flow =
+        Flow::start(self->base_, ++self->nextId_, fd, SocketAddress::fromSockaddr(peer, peerLen),
+                    self->settings_, self->picker_, self->registry_);
+    self->registry_.live[flow->id()] = flow;
+  }
+
+  FakeServer& server(std::function<void(TestConn&)> setup) {
+    servers_.push_back(std::make_unique<FakeServer>(base_, std::move(setup)));
+    return *servers_.back();
+  }
+
+  TestConn& client() {
+    clients_.push_back(std::make_unique<TestConn>(base_, -1));
+    clients_.back()->connectTo(gatewayAddress_);
+    return *clients_.back();
+  }
+
+  bool runUntil(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
+    return loopUntil(base_, done, limit);
+  }
+
+  // Runs the loop for `d` of real time (a deadline, not a sleep: everything keeps flowing).
+  void runFor(std::chrono::milliseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    loopUntil(
+        base_, [&] { return std::chrono::steady_clock::now() >= until; }, d + 1s);
+  }
+
+  Flow* onlyFlow() { return registry_.live.size() == 1 ? registry_.live.begin()->second : nullptr; }
+
+  bool closedCount(size_t n) { return registry_.closed.size() >= n; }
+
+  EventBase base_;
+  FakePicker picker_;
+  Registry registry_;
+  FlowSettings settings_;
+  std::unique_ptr<Listener> gateway_;
+  SocketAddress gatewayAddress_;
+  std::vector<std::unique_ptr<FakeServer>> servers_;
+  std::vector<std::unique_ptr<TestConn>> clients_;
+  uint64_t nextId_ = 0;
+};
+
+// ---- relay -------------------------------------------------------------------------------------
+
+// Both directions at once: the client sends A and half-closes, the upstream sends B and
+// half-closes; each side receives exactly the other's bytes; the flow ends normally.
+class FlowRelayTest : public FlowTest, public ::testing::WithParamInterface<size_t> {};
+
+TEST_P(FlowRelayTest, BothDirectionsAtOnceArriveIntact) {
+  const size_t size = GetParam();
+  const std::string a = randomPayload(size, 1);
+  const std::string b = randomPayload(size, 2);
+  FakeServer& up = server([&](TestConn& c) { c.send(b, true); });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.send(a, true);
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof && up.conn().eof; }, 60s));
+  ASSERT_EQ(up.conns().size(), 1u);
+  EXPECT_EQ(cl.received, size);
+  EXPECT_EQ(cl.hash, hashOf(b));
+  EXPECT_EQ(up.conn().received, size);
+  EXPECT_EQ(up.conn().hash, hashOf(a));
+  const ClosedFlow& f = registry_.closed[0];
+  EXPECT_TRUE(f.reason == CloseReason::kClientEof || f.reason == CloseReason::kUpstreamEof)
+      << toString(f.reason);
+  EXPECT_EQ(f.bytesIn, size);
+  EXPECT_EQ(f.bytesOut, size);
+  EXPECT_EQ(f.upstream, up.address());
+  EXPECT_EQ(picker_.ended.size(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, FlowRelayTest,
+                         ::testing::Values(size_t{1024}, size_t{1} << 20, size_t{32} << 20));
+
+TEST_F(FlowTest, ManyConcurrentFlowsEcho) {
+  constexpr size_t kFlows = 200;
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {up.address()};
+  std::vector<std::string> payloads;
+  payloads.reserve(kFlows);
+  for (size_t i = 0; i < kFlows; ++i) payloads.push_back(randomPayload(16 * kKiB + i * 97, i));
+  for (size_t i = 0; i < kFlows; ++i) client().send(payloads[i], true);
+  ASSERT_TRUE(runUntil(
+      [&] {
+        return closedCount(kFlows) &&
+               std::all_of(clients_.begin(), clients_.end(), [](auto& c) { return c->eof; });
+      },
+      60s))
+      << registry_.closed.size();
+  for (size_t i = 0; i < kFlows; ++i) {
+    EXPECT_EQ(clients_[i]->received, payloads[i].size()) << i;
+    EXPECT_EQ(clients_[i]->hash, hashOf(payloads[i])) << i;
+  }
+  for (const ClosedFlow& f : registry_.closed) EXPECT_EQ(f.reason, CloseReason::kClientEof);
+  EXPECT_EQ(picker_.ended.size(), kFlows);
+}
+
+// ---- half-close --------------------------------------------------------------------------------
+
+TEST_F(FlowTest, HalfCloseClientFirstOtherDirectionKeepsFlowing) {
+  const std::string reply = randomPayload(1 << 20, 3);
+  // The upstream starts answering only after it saw the client's EOF.
+  FakeServer& up = server([&](TestConn& c) {
+    c.sendOnEof = true;
+    c.send(reply, true);
+  });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.write("request");
+  cl.shutdownWhenFlushed();
+  ASSERT_TRUE(runUntil([&] { return !up.conns().empty() && up.conn().eof; }));
+  EXPECT_EQ(up.conn().received, 7u);
+  ASSERT_NE(onlyFlow(), nullptr);
+  EXPECT_EQ(onlyFlow()->state(), Flow::State::kHalfClosed);
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof; }));
+  EXPECT_EQ(cl.hash, hashOf(reply));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kClientEof);
+}
+
+TEST_F(FlowTest, HalfCloseUpstreamFirstOtherDirectionKeepsFlowing) {
+  const std::string upload = randomPayload(1 << 20, 4);
+  FakeServer& up = server([](TestConn& c) {
+    c.write("banner");
+    c.shutdownWhenFlushed();
+  });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  ASSERT_TRUE(runUntil([&] { return cl.eof; }));
+  EXPECT_EQ(cl.received, 6u);
+  ASSERT_NE(onlyFlow(), nullptr);
+  EXPECT_EQ(onlyFlow()->state(), Flow::State::kHalfClosed);
+  cl.send(upload, true);
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && up.conn().eof; }));
+  EXPECT_EQ(up.conn().hash, hashOf(upload));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kUpstreamEof);
+  EXPECT_EQ(registry_.closed[0].bytesIn, upload.size());
+}
+
+TEST_F(FlowTest, HalfCloseTimeout) {
+  settings_.halfCloseTimeout = 200ms;
+  FakeServer& up = server(nullptr);  // reads, never closes
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.write("x");
+  cl.shutdownWhenFlushed();
+  ASSERT_TRUE(runUntil([&] { return !up.conns().empty() && up.conn().eof; }));
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }, 5s));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kHalfCloseTimeout);
+  EXPECT_GE(registry_.closed[0].at - t0, 150ms);
+  EXPECT_TRUE(runUntil([&] { return cl.eof || cl.error; }));
+}
+
+// ---- resets ------------------------------------------------------------------------------------
+
+TEST_F(FlowTest, ClientResetClosesUpstreamPromptly) {
+  FakeServer& up = server(nullptr);
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.write("hello");
+  ASSERT_TRUE(runUntil([&] { return !up.conns().empty() && up.conn().received == 5; }));
+  cl.reset();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }, 2s));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kClientReset);
+  // The reset is passed on as a reset.
+  ASSERT_TRUE(runUntil([&] { return up.conn().error || up.conn().eof; }, 2s));
+  EXPECT_TRUE(up.conn().error);
+  EXPECT_EQ(up.conn().err, ECONNRESET);
+}
+
+TEST_F(FlowTest, UpstreamResetClosesClientPromptly) {
+  FakeServer& up = server([](TestConn& c) { c.resetAfterBytes = 5; });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.write("hello");
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }, 2s));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kUpstreamReset);
+  ASSERT_TRUE(runUntil([&] { return cl.error || cl.eof; }, 2s));
+  EXPECT_TRUE(cl.error);
+  EXPECT_EQ(cl.err, ECONNRESET);
+}
+
+// ---- connecting --------------------------------------------------------------------------------
+
+TEST_F(FlowTest, RefusedEndpointRetriesNextAndHoldsEarlyBytes) {
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  const SocketAddress refused = refusedAddress();
+  picker_.endpoints = {refused, up.address()};
+  TestConn& cl = client();
+  cl.write("early bytes");  // sent before any upstream exists
+  ASSERT_TRUE(runUntil([&] { return cl.received == 11; }));
+  ASSERT_EQ(picker_.results.size(), 2u);
+  EXPECT_EQ(picker_.results[0], std::make_pair(refused, false));
+  EXPECT_EQ(picker_.results[1], std::make_pair(up.address(), true));
+  ASSERT_NE(onlyFlow(), nullptr);
+  EXPECT_EQ(onlyFlow()->upstream(), up.address());
+  EXPECT_EQ(onlyFlow()->triedEndpoints().size(), 2u);
+  EXPECT_EQ(cl.hash, hashOf("early bytes"));
+}
+
+TEST_F(FlowTest, EarlyBytesAreBoundedWhileConnecting) {
+  settings_.bufferLimit = 16 * kKiB;
+  Blackhole hole;
+  picker_.endpoints = {hole.address()};
+  picker_.timeout = 10s;
+  const std::string big = randomPayload(4 << 20, 5);
+  TestConn& cl = client();
+  cl.send(big, false);
+  ASSERT_TRUE(runUntil([&] { return onlyFlow() != nullptr; }));
+  runFor(300ms);
+  ASSERT_NE(onlyFlow(), nullptr);
+  EXPECT_EQ(onlyFlow()->state(), Flow::State::kConnecting);
+  EXPECT_LE(onlyFlow()->bufferedBytes(), settings_.bufferLimit);
+  EXPECT_GT(cl.unsent(), 0u);
+}
+
+TEST_F(FlowTest, AllEndpointsRefuseConnectFailed) {
+  const SocketAddress r1 = refusedAddress();
+  const SocketAddress r2 = refusedAddress();
+  picker_.endpoints = {r1, r2};
+  TestConn& cl = client();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kConnectFailed);
+  EXPECT_FALSE(registry_.closed[0].upstream.has_value());
+  EXPECT_EQ(picker_.results.size(), 2u);
+  EXPECT_TRUE(picker_.ended.empty());
+  EXPECT_TRUE(runUntil([&] { return cl.eof || cl.error; }));
+}
+
+TEST_F(FlowTest, AttemptsAreBoundedByMaxConnectAttempts) {
+  picker_.endpoints = {refusedAddress(), refusedAddress(), refusedAddress()};
+  picker_.attempts = 2;
+  client();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kConnectFailed);
+  EXPECT_EQ(picker_.results.size(), 2u);
+}
+
+TEST_F(FlowTest, NoEndpointNoHealthyUpstream) {
+  TestConn& cl = client();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kNoHealthyUpstream);
+  EXPECT_TRUE(picker_.results.empty());
+  EXPECT_TRUE(runUntil([&] { return cl.eof || cl.error; }));
+}
+
+TEST_F(FlowTest, ConnectTimeoutToBlackhole) {
+  Blackhole hole;
+  picker_.endpoints = {hole.address()};
+  picker_.timeout = 200ms;
+  picker_.attempts = 1;
+  client();
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }, 5s));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kConnectFailed);
+  EXPECT_GE(registry_.closed[0].at - t0, 150ms);
+  ASSERT_EQ(picker_.results.size(), 1u);
+  EXPECT_EQ(picker_.results[0], std::make_pair(hole.address(), false));
+}
+
+TEST_F(FlowTest, ConnectTimeoutThenNextEndpoint) {
+  Blackhole hole;
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {hole.address(), up.address()};
+  picker_.timeout = 150ms;
+  TestConn& cl = client();
+  cl.write("ping");
+  ASSERT_TRUE(runUntil([&] { return cl.received == 4; }, 5s));
+  ASSERT_EQ(picker_.results.size(), 2u);
+  EXPECT_FALSE(picker_.results[0].second);
+  EXPECT_TRUE(picker_.results[1].second);
+}
+
+TEST_F(FlowTest, ClientEofWhileConnectingIsPassedOnAfterConnect) {
+  Blackhole hole;
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {hole.address(), up.address()};
+  picker_.timeout = 150ms;
+  TestConn& cl = client();
+  cl.write("request");
+  cl.shutdownWhenFlushed();
+  ASSERT_TRUE(runUntil([&] { return onlyFlow() != nullptr; }));
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof; }, 5s));
+  EXPECT_EQ(cl.hash, hashOf("request"));
+  EXPECT_TRUE(up.conn().eof);
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kClientEof);
+}
+
+// ---- timeouts ----------------------------------------------------------------------------------
+
+TEST_F(FlowTest, IdleTimeout) {
+  settings_.idleTimeout = 200ms;
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  // Activity keeps it open past one idle period.
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t i = 1; i <= 4; ++i) {
+    cl.write("x");
+    const size_t want = i;
+    ASSERT_TRUE(runUntil([&] { return cl.received == want; }));
+    runFor(100ms);
+  }
+  EXPECT_TRUE(registry_.closed.empty());
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 400ms);
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }, 5s));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kIdleTimeout);
+  EXPECT_TRUE(runUntil([&] { return cl.eof; }));
+  EXPECT_TRUE(runUntil([&] { return up.conn().eof; }));
+}
+
+TEST_F(FlowTest, MaxLifetime) {
+  settings_.maxLifetime = 200ms;
+  settings_.maxLifetimeJitter = 50ms;
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  const auto t0 = std::chrono::steady_clock::now();
+  cl.write("x");
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }, 5s));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kMaxLifetime);
+  EXPECT_GE(registry_.closed[0].at - t0, 190ms);
+  EXPECT_LT(registry_.closed[0].at - t0, 2s);
+}
+
+// ---- backpressure ------------------------------------------------------------------------------
+
+// The upstream floods 64 MiB at a client that does not read: the flow's buffers stay bounded
+// (sampled every loop pass and by a 1 ms timer), the upstream is held back by TCP, and once the
+// client reads everything arrives intact.
+TEST_F(FlowTest, BackpressureClientNeverReads) {
+  const size_t limit = settings_.bufferLimit;
+  const std::string flood = randomPayload(64 << 20, 6);
+  FakeServer& up = server([&](TestConn& c) { c.send(flood, true); });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.pauseReading();
+  size_t peak = 0;
+  const auto sample = [&] {
+    if (Flow* f = onlyFlow()) peak = std::max(peak, f->bufferedBytes());
+  };
+  reactor::Event sampler(
+      base_, -1, reactor::kPersist,
+      [](int, reactor::EventMask, void* arg) { (*static_cast<decltype(sample)*>(arg))(); },
+      const_cast<void*>(static_cast<const void*>(&sample)));
+  sampler.add(1ms);
+  ASSERT_TRUE(runUntil([&] {
+    sample();
+    return onlyFlow() != nullptr && onlyFlow()->bufferedBytes() >= limit / 2;
+  }));
+  runFor(300ms);
+  sample();
+  ASSERT_FALSE(up.conns().empty());
+  // The upstream could not send it all: TCP pushed back through the flow.
+  EXPECT_GT(up.conn().unsent(), 0u);
+  cl.resumeReading();
+  ASSERT_TRUE(runUntil(
+      [&] {
+        sample();
+        return cl.eof;
+      },
+      60s));
+  EXPECT_EQ(cl.received, flood.size());
+  EXPECT_EQ(cl.hash, hashOf(flood));
+  cl.shutdownWhenFlushed();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kUpstreamEof);
+  EXPECT_LE(peak, 2 * limit + 64 * kKiB);
+  EXPECT_GE(peak, limit / 2);
+  RecordProperty("peak_buffered_bytes", std::to_string(peak));
+}
+
+// The other direction: the upstream never reads while the client floods.
+TEST_F(FlowTest, BackpressureUpstreamNeverReads) {
+  const size_t limit = settings_.bufferLimit;
+  const std::string flood = randomPayload(16 << 20, 7);
+  FakeServer& up = server([](TestConn& c) { c.pauseReading(); });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.send(flood, true);
+  size_t peak = 0;
+  ASSERT_TRUE(runUntil([&] {
+    if (Flow* f = onlyFlow()) peak = std::max(peak, f->bufferedBytes());
+    return onlyFlow() != nullptr && onlyFlow()->bufferedBytes() >= limit / 2;
+  }));
+  runFor(300ms);
+  EXPECT_GT(cl.unsent(), 0u);
+  ASSERT_FALSE(up.conns().empty());
+  up.conn().resumeReading();
+  ASSERT_TRUE(runUntil(
+      [&] {
+        if (Flow* f = onlyFlow()) peak = std::max(peak, f->bufferedBytes());
+        return up.conn().received == flood.size();
+      },
+      60s));
+  EXPECT_EQ(up.conn().hash, hashOf(flood));
+  EXPECT_LE(peak, 2 * limit + 64 * kKiB);
+}
+
+// ---- admin close and access log
+// -------------------------------------------------------------------
+
+TEST_F(FlowTest, AdminCloseClosesBothSides) {
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.write("hi");
+  ASSERT_TRUE(runUntil([&] { return cl.received == 2; }));
+  ASSERT_NE(onlyFlow(), nullptr);
+  EXPECT_EQ(onlyFlow()->state(), Flow::State::kEstablished);
+  onlyFlow()->close(CloseReason::kAdmin);
+  ASSERT_EQ(registry_.closed.size(), 1u);
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kAdmin);
+  EXPECT_TRUE(runUntil([&] { return cl.eof && up.conn().eof; }, 2s));
+  EXPECT_EQ(picker_.ended.size(), 1u);
+}
+
+// Closing a side whose output still holds bytes sends a RST: those bytes will never arrive.
+TEST_F(FlowTest, AdminCloseWithUnsentBytesResetsThatSide) {
+  const std::string flood = randomPayload(16 << 20, 8);
+  FakeServer& up = server([&](TestConn& c) { c.send(flood, true); });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.pauseReading();
+  ASSERT_TRUE(runUntil([&] { return onlyFlow() != nullptr && onlyFlow()->bufferedBytes() > 0; }));
+  onlyFlow()->close(CloseReason::kAdmin);
+  cl.resumeReading();
+  ASSERT_TRUE(runUntil([&] { return cl.error || cl.eof; }, 5s));
+  EXPECT_TRUE(cl.error);
+  EXPECT_EQ(cl.err, ECONNRESET);
+  EXPECT_LT(cl.received, flood.size());
+}
+
+std::optional<std::string> jsonField(const std::string& line, const std::string& key) {
+  const std::string k = "\"" + key + "\":";
+  const size_t at = line.find(k);
+  if (at == std::string::npos) return std::nullopt;
+  size_t begin = at + k.size();
+  if (line[begin] == '"') {
+    const size_t end = line.find('"', begin + 1);
+    return line.substr(begin + 1, end - begin - 1);
+  }
+  const size_t end = line.find_first_of(",}", begin);
+  return line.substr(begin, end - begin);
+}
+
+TEST_F(FlowTest, AccessLogLine) {
+  FakeServer& up = server([](TestConn& c) {
+    c.write("0123456789");
+    c.shutdownOnEof = true;
+  });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.write("abc");
+  cl.shutdownWhenFlushed();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }));
+  const std::string& line = registry_.closed[0].logLine;
+  ASSERT_FALSE(line.empty());
+  EXPECT_EQ(line.front(), '{');
+  EXPECT_EQ(line.back(), '}');
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  EXPECT_EQ(jsonField(line, "id"), "1");
+  EXPECT_TRUE(std::regex_match(*jsonField(line, "start"),
+                               std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")))
+      << line;
+  EXPECT_TRUE(std::regex_match(*jsonField(line, "duration_ms"), std::regex(R"(\d+)"))) << line;
+  EXPECT_EQ(jsonField(line, "client"), SocketAddress::localOf(cl.bev()->fd())->toString());
+  EXPECT_EQ(jsonField(line, "upstream"), up.address().toString());
+  EXPECT_EQ(jsonField(line, "bytes_in"), "3");
+  EXPECT_EQ(jsonField(line, "bytes_out"), "10");
+  EXPECT_EQ(jsonField(line, "reason"), "client_eof");
+}
+
+TEST_F(FlowTest, AccessLogLineWithoutUpstream) {
+  client();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1); }));
+  const std::string& line = registry_.closed[0].logLine;
+  EXPECT_EQ(jsonField(line, "upstream"), "null");
+  EXPECT_EQ(jsonField(line, "reason"), "no_healthy_upstream");
+  EXPECT_EQ(jsonField(line, "bytes_in"), "0");
+}
+
+TEST(CloseReason, Names) {
+  EXPECT_STREQ(toString(CloseReason::kClientEof), "client_eof");
+  EXPECT_STREQ(toString(CloseReason::kUpstreamEof), "upstream_eof");
+  EXPECT_STREQ(toString(CloseReason::kClientReset), "client_reset");
+  EXPECT_STREQ(toString(CloseReason::kUpstreamReset), "upstream_reset");
+  EXPECT_STREQ(toString(CloseReason::kIdleTimeout), "idle_timeout");
+  EXPECT_STREQ(toString(CloseReason::kHalfCloseTimeout), "half_close_timeout");
+  EXPECT_STREQ(toString(CloseReason::kMaxLifetime), "max_lifetime");
+  EXPECT_STREQ(toString(CloseReason::kConnectFailed), "connect_failed");
+  EXPECT_STREQ(toString(CloseReason::kNoHealthyUpstream), "no_healthy_upstream");
+  EXPECT_STREQ(toString(CloseReason::kLimit), "limit");
+  EXPECT_STREQ(toString(CloseReason::kDenied), "denied");
+  EXPECT_STREQ(toString(CloseReason::kAdmin), "admin");
+  EXPECT_STREQ(toString(CloseReason::kDrain), "drain");
+}
+
+}  // namespace
+}  // namespace evgate::gateway
