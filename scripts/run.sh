@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Sets up, builds (release) and starts evgate's demo on its embedded defaults. Arguments are passed
-# to the program. Until the gateway exists this is the reactor's echo server.
+# Sets up, builds (release) and starts evgate. Without arguments it runs on its embedded default
+# configuration; arguments go to evgate (e.g. --config docs/examples/local.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 cmake --preset release >/dev/null
-cmake --build --preset release --target evgate-echo
-exec build/release/reactor/examples/evgate-echo "$@"
+cmake --build --preset release --target evgate evgate-echo
+exec build/release/gateway/evgate "$@"

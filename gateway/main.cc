@@ -1,0 +1,220 @@
+// evgate: the TCP gateway daemon.
+//
+//   evgate                       run on the embedded default configuration
+//   evgate --config FILE         run on FILE
+//   evgate --check-config FILE   print every problem in FILE as file:line:col: message on
+//                                stderr and exit 1, or print "ok" and exit 0
+//   evgate --version
+//
+// SIGTERM/SIGINT drain: stop accepting, let flows finish for up to drain_timeout, closing the
+// rest spread over the last fifth of that window, then exit 0. A second signal closes what is
+// left at once.
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+#include "gateway/config/config_parser.h"
+#include "gateway/config/default_config.h"
+#include "gateway/gateway.h"
+#include "gateway/log.h"
+#include "reactor/event.h"
+#include "reactor/event_base.h"
+
+namespace evgate::gateway {
+namespace {
+
+constexpr std::string_view kUsage =
+    "usage: evgate [--config FILE] | --check-config FILE | --version | --help\n";
+
+// How often a drain looks at the flows left; closing happens in these steps, so the end of a
+// drain is spread over many passes of every worker.
+constexpr auto kDrainTick = std::chrono::milliseconds(20);
+// The share of drain_timeout at the end of which the remaining flows are closed gradually.
+constexpr double kClosingWindow = 0.2;
+
+const char* signalName(int sig) {
+  switch (sig) {
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGINT:
+      return "SIGINT";
+    default:
+      return "signal";
+  }
+}
+
+void printErrors(const ConfigResult& result) {
+  for (const ConfigError& error : result.errors) {
+    std::fprintf(stderr, "%s\n", error.toString().c_str());
+  }
+}
+
+// The main thread's loop: signals and the drain timer.
+class Daemon {
+ public:
+  explicit Daemon(Gateway& gateway)
+      : gateway_(gateway),
+        sigterm_(base_, SIGTERM, reactor::kSignal | reactor::kPersist, onStopSignal, this),
+        sigint_(base_, SIGINT, reactor::kSignal | reactor::kPersist, onStopSignal, this),
+        sighup_(base_, SIGHUP, reactor::kSignal | reactor::kPersist, onReloadSignal, this),
+        drainTick_(base_, -1, reactor::kPersist, onDrainTick, this) {
+    sigterm_.add();
+    sigint_.add();
+    sighup_.add();
+  }
+
+  void run() { base_.dispatch(); }
+
+ private:
+  static void onStopSignal(int sig, reactor::EventMask, void* arg) {
+    auto* self = static_cast<Daemon*>(arg);
+    if (self->draining_) {
+      logWarn(std::string("second ") + signalName(sig) + ": closing every flow now");
+      self->deadline_ = self->base_.now();
+      return;
+    }
+    self->draining_ = true;
+    const Duration timeout = self->gateway_.config().drainTimeout;
+    self->deadline_ = self->base_.now() + timeout;
+    self->closingFrom_ =
+        self->deadline_ - std::chrono::duration_cast<Duration>(timeout * kClosingWindow);
+    self->gateway_.stopAccepting();
+    logInfo(std::string(signalName(sig)) + ": draining " +
+            std::to_string(self->gateway_.flowCount()) + " flows for up to " +
+            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
+            "ms");
+    self->drainTick_.add(kDrainTick);
+    onDrainTick(-1, reactor::kTimeout, self);
+  }
+
+  static void onReloadSignal(int, reactor::EventMask, void*) {
+    logWarn("SIGHUP: configuration reload is not implemented yet; the running configuration stays");
+  }
+
+  static void onDrainTick(int, reactor::EventMask, void* arg) {
+    auto* self = static_cast<Daemon*>(arg);
+    const size_t left = self->gateway_.flowCount();
+    if (left == 0) {
+      logInfo("drained; exiting");
+      self->base_.loopBreak();
+      return;
+    }
+    const reactor::TimePoint now = self->base_.now();
+    if (now >= self->deadline_) {
+      self->gateway_.closeFlows(left, CloseReason::kDrain);
+      return;
+    }
+    if (now < self->closingFrom_) return;
+    // Close a share of what is left proportional to the time left, so the closes are spread
+    // evenly over the closing window instead of all landing at the deadline.
+    const double share = std::chrono::duration<double>(kDrainTick) /
+                         std::chrono::duration<double>(self->deadline_ - now);
+    const size_t perWorker =
+        static_cast<size_t>(std::ceil(static_cast<double>(left) * std::min(1.0, share) /
+                                      static_cast<double>(self->gateway_.workerCount())));
+    self->gateway_.closeFlows(std::max<size_t>(perWorker, 1), CloseReason::kDrain);
+  }
+
+  Gateway& gateway_;
+  reactor::EventBase base_;
+  reactor::Event sigterm_;
+  reactor::Event sigint_;
+  reactor::Event sighup_;
+  reactor::Event drainTick_;
+  bool draining_ = false;
+  reactor::TimePoint deadline_{};
+  reactor::TimePoint closingFrom_{};
+};
+
+// Keys this version validates but does not act on yet: say so instead of silently ignoring them.
+void warnAboutUnimplemented(const Config& config) {
+  for (const ClusterConfig& cluster : config.clusters) {
+    if (cluster.healthCheck) {
+      logWarn("cluster " + cluster.name + ": health_check is not implemented yet; ignored");
+    }
+    if (cluster.sendProxyProtocol != ProxyProtocol::kNone) {
+      logWarn("cluster " + cluster.name + ": send_proxy_protocol is not implemented yet; ignored");
+    }
+  }
+  for (const ListenerConfig& listener : config.listeners) {
+    if (listener.acceptProxyProtocol) {
+      logWarn("listener " + listener.name + ": proxy_protocol is not implemented yet; ignored");
+    }
+  }
+}
+
+int checkConfig(const std::string& path) {
+  const ConfigResult result = loadConfigFile(path);
+  if (!result.ok()) {
+    printErrors(result);
+    return 1;
+  }
+  std::printf("ok\n");
+  return 0;
+}
+
+int run(const std::string& path) {
+  const ConfigResult result =
+      path.empty() ? parseConfig(defaultConfigYaml(), "<embedded default>") : loadConfigFile(path);
+  if (!result.ok()) {
+    printErrors(result);
+    return 1;
+  }
+  const Config& config = *result.config;
+  configureLog(config.log.format, config.log.level);
+
+  // Workers inherit the mask: the signals reach only the main thread's signalfd.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (const int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A peer that resets while we write must not kill the process (Buffer sends with MSG_NOSIGNAL;
+  // this covers anything else).
+  signal(SIGPIPE, SIG_IGN);
+
+  warnAboutUnimplemented(config);
+  Gateway gateway(config);
+  if (const auto error = gateway.start()) {
+    logError(*error);
+    return 1;
+  }
+  logInfo("evgate " EVGATE_VERSION " started with " + std::to_string(gateway.workerCount()) +
+          " workers (" + (path.empty() ? std::string("embedded default configuration") : path) +
+          ")");
+  for (const auto& listener : gateway.listeners()) {
+    logInfo("listener " + listener->config.name + " listening on " + listener->bound.toString() +
+            " -> cluster " + listener->config.cluster);
+  }
+  if (gateway.listeners().empty()) logInfo("no listeners configured");
+  logInfo("admin API (" + config.admin.address + ") and metrics (" + config.metrics.address +
+          ") are configured but not served by this version");
+  Daemon daemon(gateway);
+  daemon.run();
+  gateway.stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace evgate::gateway
+
+int main(int argc, char** argv) {
+  const std::string_view first = argc > 1 ? argv[1] : "";
+  if (argc == 1) return evgate::gateway::run("");
+  if (argc == 2 && (first == "--version" || first == "-V")) {
+    std::printf("evgate %s\n", EVGATE_VERSION);
+    return 0;
+  }
+  if (argc == 2 && (first == "--help" || first == "-h")) {
+    std::fputs(evgate::gateway::kUsage.data(), stdout);
+    return 0;
+  }
+  if (argc == 3 && first == "--check-config") return evgate::gateway::checkConfig(argv[2]);
+  if (argc == 3 && first == "--config") return evgate::gateway::run(argv[2]);
+  std::fputs(evgate::gateway::kUsage.data(), stderr);
+  return 2;
+}

@@ -1,0 +1,156 @@
+#include "gateway/worker.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "gateway/log.h"
+
+namespace evgate::gateway {
+
+AccessLog::AccessLog(const AccessLogConfig& config) {
+  switch (config.mode) {
+    case AccessLogMode::kOff:
+      return;
+    case AccessLogMode::kStdout:
+      fd_ = STDOUT_FILENO;
+      return;
+    case AccessLogMode::kFile:
+      fd_ = ::open(config.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+      if (fd_ < 0) {
+        error_ = "cannot open access log " + config.path + ": " + std::strerror(errno);
+      }
+      ownsFd_ = fd_ >= 0;
+      return;
+  }
+}
+
+AccessLog::~AccessLog() {
+  if (ownsFd_) ::close(fd_);
+}
+
+void AccessLog::write(const std::string& line) const {
+  if (fd_ < 0) return;
+  std::string withNewline = line + "\n";
+  // One write per line so lines from different workers never interleave; a full disk or a closed
+  // stdout loses the line but never the flow.
+  (void)::write(fd_, withNewline.data(), withNewline.size());
+}
+
+Worker::Worker(uint32_t index, const AccessLog& accessLog) : index_(index), accessLog_(accessLog) {}
+
+Worker::~Worker() { stop(); }
+
+void Worker::start(std::vector<Socket> sockets) {
+  std::promise<void> ready;
+  std::future<void> started = ready.get_future();
+  thread_ = std::thread(
+      [this, sockets = std::move(sockets), &ready]() mutable { run(std::move(sockets), ready); });
+  started.wait();
+}
+
+void Worker::run(std::vector<Socket> sockets, std::promise<void>& ready) {
+  // The base is created on this thread, which makes it the loop thread from the start.
+  reactor::EventBase base;
+  base_ = &base;
+  for (Socket& socket : sockets) {
+    auto accepting = std::make_unique<Accepting>();
+    accepting->worker = this;
+    accepting->state = socket.listener;
+    accepting->cluster = std::make_unique<WorkerCluster>(socket.listener->cluster,
+                                                         0x9e3779b97f4a7c15ULL * (index_ + 1));
+    const ListenerConfig& config = socket.listener->config;
+    accepting->settings =
+        FlowSettings{config.bufferLimit, config.idleTimeout, config.halfCloseTimeout,
+                     config.maxLifetime, config.maxLifetimeJitter};
+    accepting->listener =
+        reactor::Listener::adopt(base, onAccept, accepting.get(), reactor::Listener::kCloseOnFree,
+                                 /*backlog=*/0, socket.fd);
+    if (!accepting->listener) {
+      logError("worker " + std::to_string(index_) + ": cannot accept on listener " + config.name +
+               ": " + std::strerror(errno));
+      ::close(socket.fd);
+      continue;
+    }
+    accepting_.push_back(std::move(accepting));
+  }
+  ready.set_value();
+  base.loop(reactor::kLoopNoExitOnEmpty);
+  // Leaving: whatever is still open is closed (flows delete themselves at the end of the pass).
+  accepting_.clear();
+  closeFlows(flows_.size(), CloseReason::kDrain);
+  base.loop(reactor::kLoopNonBlock);
+  base_ = nullptr;
+}
+
+void Worker::onAccept(reactor::Listener&, int fd, const sockaddr* peer, socklen_t peerLen,
+                      void* arg) {
+  auto* accepting = static_cast<Accepting*>(arg);
+  accepting->worker->accept(*accepting, fd, reactor::SocketAddress::fromSockaddr(peer, peerLen));
+}
+
+void Worker::accept(Accepting& accepting, int fd, const reactor::SocketAddress& peer) {
+  ListenerState& listener = *accepting.state;
+  const ListenerConfig& config = listener.config;
+  if (!config.allow.empty()) {
+    bool allowed = false;
+    for (const Cidr& cidr : config.allow) allowed = allowed || cidr.contains(peer);
+    if (!allowed) {
+      listener.refusedNotAllowed.fetch_add(1, std::memory_order_relaxed);
+      ::close(fd);
+      return;
+    }
+  }
+  if (listener.connections.fetch_add(1, std::memory_order_relaxed) >= config.maxConnections) {
+    listener.connections.fetch_sub(1, std::memory_order_relaxed);
+    listener.refusedOverLimit.fetch_add(1, std::memory_order_relaxed);
+    ::close(fd);
+    return;
+  }
+  // Ids are unique across workers: the worker index in the top bits.
+  const uint64_t id = (uint64_t{index_} << 48) | ++nextFlow_;
+  Flow* flow =
+      Flow::start(*base_.load(), id, fd, peer, accepting.settings, *accepting.cluster, *this);
+  flows_.emplace(id, OpenFlow{flow, &listener});
+  flowCount_.store(flows_.size(), std::memory_order_relaxed);
+}
+
+void Worker::onFlowClosed(Flow& flow) {
+  const auto it = flows_.find(flow.id());
+  if (it == flows_.end()) return;
+  it->second.listener->connections.fetch_sub(1, std::memory_order_relaxed);
+  flows_.erase(it);
+  flowCount_.store(flows_.size(), std::memory_order_relaxed);
+  accessLog_.write(accessLogLine(flow, std::chrono::system_clock::now()));
+}
+
+void Worker::stopAccepting() {
+  if (reactor::EventBase* base = base_.load()) base->runInLoop([this] { accepting_.clear(); });
+}
+
+void Worker::closeFlows(size_t count, CloseReason reason) {
+  auto closeOldest = [this, count, reason] {
+    // close() calls onFlowClosed, which erases from flows_: take the victims first.
+    std::vector<Flow*> victims;
+    for (auto it = flows_.begin(); it != flows_.end() && victims.size() < count; ++it) {
+      victims.push_back(it->second.flow);
+    }
+    for (Flow* flow : victims) flow->close(reason);
+  };
+  reactor::EventBase* base = base_.load();
+  if (base != nullptr && !base->isInLoopThread()) {
+    base->runInLoop(closeOldest);
+  } else {
+    closeOldest();
+  }
+}
+
+void Worker::stop() {
+  if (!thread_.joinable()) return;
+  if (reactor::EventBase* base = base_.load()) base->runInLoop([base] { base->loopBreak(); });
+  thread_.join();
+}
+
+}  // namespace evgate::gateway

@@ -1,0 +1,120 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gateway/cluster.h"
+#include "gateway/config/config.h"
+#include "gateway/flow.h"
+#include "reactor/event_base.h"
+#include "reactor/listener.h"
+#include "reactor/socket_address.h"
+
+namespace evgate::gateway {
+
+// Where the access log goes: one JSON line per ended flow. Safe from any thread (one write(2)
+// per line on an O_APPEND or stdout fd).
+class AccessLog {
+ public:
+  explicit AccessLog(const AccessLogConfig& config);
+  ~AccessLog();
+  AccessLog(const AccessLog&) = delete;
+  AccessLog& operator=(const AccessLog&) = delete;
+  // Empty if the log is usable, else what went wrong (e.g. the file cannot be opened).
+  const std::string& error() const { return error_; }
+  void write(const std::string& line) const;
+
+ private:
+  int fd_ = -1;
+  bool ownsFd_ = false;
+  std::string error_;
+};
+
+// One listener as every worker shares it: its configuration, the address it is bound to, its
+// cluster, and the connection count that max_connections limits (a relaxed atomic: the limit
+// may be overshot by at most one connection per worker at the same instant).
+struct ListenerState {
+  ListenerConfig config;
+  reactor::SocketAddress bound;
+  std::shared_ptr<ClusterState> cluster;
+  std::atomic<uint32_t> connections{0};
+  std::atomic<uint64_t> refusedOverLimit{0};
+  std::atomic<uint64_t> refusedNotAllowed{0};
+};
+
+// One worker thread with its own EventBase: it accepts on its own SO_REUSEPORT socket of every
+// listener and relays the flows it accepted until they end ("one loop per thread"; a flow never
+// leaves its worker).
+//
+// Thread rule: the public methods are safe from any thread (they post to the worker's loop
+// with runInLoop), except start(), which the owner calls once.
+class Worker : private FlowObserver {
+ public:
+  // A listening socket for this worker (the worker owns the fd) and the listener it belongs to.
+  struct Socket {
+    std::shared_ptr<ListenerState> listener;
+    int fd;
+  };
+
+  Worker(uint32_t index, const AccessLog& accessLog);
+  // Stops the loop if it still runs and joins the thread.
+  ~Worker() override;
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts the thread and its loop; returns once the loop accepts on every socket.
+  void start(std::vector<Socket> sockets);
+
+  // Closes this worker's listening sockets: new clients are refused, flows go on.
+  void stopAccepting();
+  // Closes up to `count` flows (oldest first) with `reason`.
+  void closeFlows(size_t count, CloseReason reason);
+  // Stops the loop (flows still open are closed with kDrain first) and joins the thread. Called
+  // by the owner only (not concurrently with itself).
+  void stop();
+
+  size_t flowCount() const { return flowCount_.load(std::memory_order_relaxed); }
+  uint32_t index() const { return index_; }
+
+ private:
+  // A listener on this worker: the reactor listener and this worker's picker for its cluster.
+  struct Accepting {
+    Worker* worker;
+    std::shared_ptr<ListenerState> state;
+    std::unique_ptr<WorkerCluster> cluster;
+    std::unique_ptr<reactor::Listener> listener;
+    FlowSettings settings;
+  };
+
+  void run(std::vector<Socket> sockets, std::promise<void>& ready);
+  static void onAccept(reactor::Listener& listener, int fd, const sockaddr* peer, socklen_t peerLen,
+                       void* arg);
+  void accept(Accepting& accepting, int fd, const reactor::SocketAddress& peer);
+  void onFlowClosed(Flow& flow) override;
+
+  const uint32_t index_;
+  const AccessLog& accessLog_;
+  std::thread thread_;
+  // Lives on the worker thread's stack while it runs; set before start() returns, cleared when the
+  // loop has ended.
+  std::atomic<reactor::EventBase*> base_{nullptr};
+
+  // Loop thread only.
+  std::vector<std::unique_ptr<Accepting>> accepting_;
+  struct OpenFlow {
+    Flow* flow;
+    ListenerState* listener;
+  };
+  std::map<uint64_t, OpenFlow> flows_;  // by id, which grows with age: oldest first
+  uint64_t nextFlow_ = 0;
+
+  std::atomic<size_t> flowCount_{0};
+};
+
+}  // namespace evgate::gateway
