@@ -32,6 +32,8 @@ const char* toString(CloseReason reason) {
       return "admin";
     case CloseReason::kDrain:
       return "drain";
+    case CloseReason::kProxyProtocol:
+      return "proxy_protocol_error";
   }
   return "unknown";
 }

@@ -20,6 +20,7 @@ enum class CloseReason : uint8_t {
   kDenied,             // refused by the listener's allow list
   kAdmin,              // closed through the admin API
   kDrain,              // closed when the drain timeout passed
+  kProxyProtocol,      // a malformed PROXY header, or none within proxy_protocol_timeout
 };
 
 // "client_eof", "upstream_reset", ...; "none" for kNone. Safe from any thread.

@@ -1,9 +1,69 @@
 #include "gateway/cluster.h"
 
+#include <algorithm>
+
 namespace evgate::gateway {
 
-ClusterState::ClusterState(ClusterConfig config)
-    : config_(std::move(config)), endpoints_(new Endpoint[config_.endpoints.size()]) {}
+const char* toString(EndpointAdminState state) {
+  switch (state) {
+    case EndpointAdminState::kActive:
+      return "active";
+    case EndpointAdminState::kDraining:
+      return "draining";
+    case EndpointAdminState::kDisabled:
+      return "disabled";
+  }
+  return "?";
+}
+
+ClusterState::ClusterState(ClusterConfig config, Now now)
+    : config_(std::move(config)),
+      now_(std::move(now)),
+      endpoints_(new Endpoint[config_.endpoints.size()]) {}
+
+int64_t ClusterState::nowNanos() const {
+  const reactor::TimePoint now = now_ ? now_() : std::chrono::steady_clock::now();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+}
+
+bool ClusterState::available(size_t index, int64_t now) const {
+  const Endpoint& endpoint = endpoints_[index];
+  return endpoint.healthy.load(std::memory_order_relaxed) &&
+         endpoint.admin.load(std::memory_order_relaxed) == EndpointAdminState::kActive &&
+         now >= endpoint.ejectedUntil.load(std::memory_order_relaxed);
+}
+
+void ClusterState::recordConnectFailure(size_t index) {
+  const OutlierConfig& outlier = config_.outlier;
+  if (outlier.consecutiveFailures == 0) return;
+  Endpoint& endpoint = endpoints_[index];
+  const int64_t now = nowNanos();
+  if (now < endpoint.ejectedUntil.load(std::memory_order_relaxed)) return;
+  uint32_t failures = endpoint.failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (failures < outlier.consecutiveFailures) return;
+  // Several workers may cross the threshold at once: only the one that resets the count ejects
+  // (a loser's failure is in the count the winner reset, which is the point of the ejection).
+  if (!endpoint.failures.compare_exchange_strong(failures, 0, std::memory_order_relaxed)) return;
+  const uint32_t previous = endpoint.ejections.fetch_add(1, std::memory_order_relaxed);
+  Duration backoff = outlier.baseEjection;
+  for (uint32_t i = 0; i < previous && backoff < outlier.maxEjection; ++i) {
+    backoff = backoff > outlier.maxEjection / 2 ? outlier.maxEjection : backoff * 2;
+  }
+  backoff = std::min(backoff, outlier.maxEjection);
+  endpoint.ejectedUntil.store(now + backoff.count(), std::memory_order_relaxed);
+}
+
+void ClusterState::recordConnectSuccess(size_t index) {
+  Endpoint& endpoint = endpoints_[index];
+  // Load first: connects succeed far more often than they fail, and a store on every one would
+  // bounce this cache line between the workers for nothing.
+  if (endpoint.failures.load(std::memory_order_relaxed) != 0) {
+    endpoint.failures.store(0, std::memory_order_relaxed);
+  }
+  if (endpoint.ejections.load(std::memory_order_relaxed) != 0) {
+    endpoint.ejections.store(0, std::memory_order_relaxed);
+  }
+}
 
 std::optional<size_t> ClusterState::indexOf(const reactor::SocketAddress& address) const {
   for (size_t i = 0; i < config_.endpoints.size(); ++i) {
@@ -31,8 +91,9 @@ WorkerCluster::WorkerCluster(std::shared_ptr<ClusterState> state, uint64_t seed)
 std::optional<reactor::SocketAddress> WorkerCluster::pick(
     const reactor::SocketAddress& client, std::span<const reactor::SocketAddress> tried) {
   const ClusterConfig& config = state_->config();
+  const int64_t now = state_->nowNanos();
   for (size_t i = 0; i < views_.size(); ++i) {
-    views_[i] = EndpointView{config.endpoints[i].weight, state_->available(i),
+    views_[i] = EndpointView{config.endpoints[i].weight, state_->available(i, now),
                              state_->activeConnections(i)};
   }
   excluded_.clear();
@@ -46,8 +107,14 @@ std::optional<reactor::SocketAddress> WorkerCluster::pick(
 }
 
 void WorkerCluster::onConnectResult(const reactor::SocketAddress& endpoint, bool ok) {
-  if (!ok) return;
-  if (const auto index = state_->indexOf(endpoint)) state_->addConnection(*index);
+  const auto index = state_->indexOf(endpoint);
+  if (!index) return;
+  if (!ok) {
+    state_->recordConnectFailure(*index);
+    return;
+  }
+  state_->recordConnectSuccess(*index);
+  state_->addConnection(*index);
 }
 
 void WorkerCluster::onFlowEnded(const reactor::SocketAddress& endpoint) {

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -10,19 +11,41 @@
 #include "gateway/config/config.h"
 #include "gateway/flow.h"
 #include "gateway/load_balancer.h"
+#include "reactor/clock.h"
 #include "reactor/socket_address.h"
 
 namespace evgate::gateway {
 
+// What an operator allows an endpoint to do (admin API). kDraining: no new flows, the flows it
+// has go on; kDisabled: the same for the data plane (flows already open are not cut either).
+enum class EndpointAdminState : uint8_t { kActive, kDraining, kDisabled };
+
+const char* toString(EndpointAdminState state);
+
 // What every worker shares about one cluster: its configuration and, per endpoint, the live
-// connection count (least_connections and random_two read it) and whether it may take new flows.
+// connection count (least_connections and random_two read it) and the inputs that decide
+// whether it may take new flows:
+//   available(i) = healthy (active checks) && admin state kActive && not ejected (passive).
+// Endpoints start healthy: traffic flows before the first check has run, as with no checks at
+// all, and an endpoint that is really down is found by the checks or by passive ejection.
+//
+// Passive ejection (config().outlier): every worker reports its connect results here; after
+// `consecutiveFailures` failed connects in a row the endpoint is ejected for a back-off that
+// starts at `baseEjection` and doubles on each further ejection up to `maxEjection`. A
+// successful connect resets both the failure count and the back-off. Failures reported while
+// the endpoint is ejected (attempts that started before the ejection) are not counted, so they
+// cannot stack a second ejection on the first.
 //
 // Consistency: each value is a relaxed atomic. A worker may pick with a count that another
 // worker is changing at that moment; the policies only need an approximately current load, and
 // no lock ever sits on the accept path. Thread rule: safe from any thread.
 class ClusterState {
  public:
-  explicit ClusterState(ClusterConfig config);
+  // The time source for ejection deadlines (tests pass a fake one); null: steady_clock. Called
+  // from any thread, so it must be thread-safe.
+  using Now = std::function<reactor::TimePoint()>;
+
+  explicit ClusterState(ClusterConfig config, Now now = nullptr);
 
   const ClusterConfig& config() const { return config_; }
   size_t endpointCount() const { return config_.endpoints.size(); }
@@ -38,20 +61,54 @@ class ClusterState {
   void removeConnection(size_t index) {
     endpoints_[index].active.fetch_sub(1, std::memory_order_relaxed);
   }
-  bool available(size_t index) const {
-    return endpoints_[index].available.load(std::memory_order_relaxed);
+
+  // May the endpoint take new flows now? See the class comment.
+  bool available(size_t index) const { return available(index, nowNanos()); }
+  // The same at `now` (steady_clock nanoseconds): a pick reads the clock once for all endpoints.
+  bool available(size_t index, int64_t now) const;
+
+  // Active health: written by the cluster's HealthChecker only.
+  bool healthy(size_t index) const {
+    return endpoints_[index].healthy.load(std::memory_order_relaxed);
   }
-  void setAvailable(size_t index, bool available) {
-    endpoints_[index].available.store(available, std::memory_order_relaxed);
+  void setHealthy(size_t index, bool healthy) {
+    endpoints_[index].healthy.store(healthy, std::memory_order_relaxed);
   }
+
+  EndpointAdminState adminState(size_t index) const {
+    return endpoints_[index].admin.load(std::memory_order_relaxed);
+  }
+  void setAdminState(size_t index, EndpointAdminState state) {
+    endpoints_[index].admin.store(state, std::memory_order_relaxed);
+  }
+
+  // Passive ejection inputs: the outcome of one connect attempt to the endpoint.
+  void recordConnectFailure(size_t index);
+  void recordConnectSuccess(size_t index);
+  // Whether the endpoint is ejected now, and until when (steady_clock nanoseconds; 0: never
+  // ejected).
+  bool ejected(size_t index) const { return nowNanos() < ejectedUntil(index); }
+  int64_t ejectedUntil(size_t index) const {
+    return endpoints_[index].ejectedUntil.load(std::memory_order_relaxed);
+  }
+
+  // The clock the ejection deadlines are on, in nanoseconds.
+  int64_t nowNanos() const;
 
  private:
   struct Endpoint {
     std::atomic<uint32_t> active{0};
-    std::atomic<bool> available{true};
+    std::atomic<bool> healthy{true};
+    std::atomic<EndpointAdminState> admin{EndpointAdminState::kActive};
+    // Connect failures in a row since the last success or ejection.
+    std::atomic<uint32_t> failures{0};
+    // Ejections since the last successful connect: the exponent of the back-off.
+    std::atomic<uint32_t> ejections{0};
+    std::atomic<int64_t> ejectedUntil{0};
   };
 
   ClusterConfig config_;
+  Now now_;
   std::unique_ptr<Endpoint[]> endpoints_;
 };
 
@@ -69,6 +126,7 @@ class WorkerCluster final : public UpstreamPicker {
   void onFlowEnded(const reactor::SocketAddress& endpoint) override;
   Duration connectTimeout() const override { return state_->config().connectTimeout; }
   uint32_t maxConnectAttempts() const override { return state_->config().maxConnectAttempts; }
+  ProxyProtocol sendProxyProtocol() const override { return state_->config().sendProxyProtocol; }
 
   const ClusterState& state() const { return *state_; }
 

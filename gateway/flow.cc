@@ -10,6 +10,8 @@
 #include <memory>
 #include <random>
 
+#include "gateway/proxy_protocol.h"
+
 namespace evgate::gateway {
 namespace {
 
@@ -47,6 +49,7 @@ Flow::Flow(reactor::EventBase& base, uint64_t id, int clientFd,
            UpstreamPicker& picker, FlowObserver& observer)
     : base_(base),
       id_(id),
+      peer_(client),
       client_(client),
       settings_(settings),
       limit_(std::max<size_t>(settings.bufferLimit, 1)),
@@ -70,6 +73,16 @@ Flow::Flow(reactor::EventBase& base, uint64_t id, int clientFd,
   bev->setWatermark(reactor::kWrite, limit_ / 2, 0);
   bev->setMaxSingleRead(std::min(kMaxSingleRead, limit_));
   bev->setMaxSingleWrite(std::max(kMinSingleWrite, limit_));
+  if (settings.acceptProxyProtocol) {
+    awaitingProxyHeader_ = true;
+    if (settings.proxyProtocolTimeout > Duration::zero()) {
+      proxyDeadline_ = startTime_ + settings.proxyProtocolTimeout;
+    }
+    // Room for the largest header even with a tiny bufferLimit, so that the parser can decide.
+    const size_t headerRoom = std::max(limit_, kProxyMaxLength);
+    bev->setWatermark(reactor::kRead, 0, headerRoom);
+    bev->setMaxSingleRead(std::min(kMaxSingleRead, headerRoom));
+  }
   bev->enable(reactor::kRead);
   // The first connect runs from the loop, so that start() never calls the observer.
   timer_.activate(reactor::kTimeout);
@@ -93,7 +106,12 @@ Flow::Side Flow::sideOf(const BufferEvent& bev) const {
 
 void Flow::onRead(BufferEvent& bev, void* arg) {
   auto* self = static_cast<Flow*>(arg);
-  self->relay(self->sideOf(bev));
+  const Side side = self->sideOf(bev);
+  if (side == kClient && self->awaitingProxyHeader_) {
+    self->readProxyHeader(false);
+    return;
+  }
+  self->relay(side);
 }
 
 void Flow::onWrite(BufferEvent& bev, void* arg) {
@@ -106,6 +124,14 @@ void Flow::onEvent(BufferEvent& bev, short what, void* arg) {
   const Side side = self->sideOf(bev);
   if ((what & BufferEvent::kConnected) != 0) {
     self->connected();
+    return;
+  }
+  if (side == kClient && self->awaitingProxyHeader_) {
+    if ((what & BufferEvent::kEof) != 0 && (what & BufferEvent::kReading) != 0) {
+      self->readProxyHeader(true);
+    } else {
+      self->close(CloseReason::kClientReset);
+    }
     return;
   }
   if (side == kUpstream && self->state_ == State::kConnecting) {
@@ -122,6 +148,36 @@ void Flow::onEvent(BufferEvent& bev, short what, void* arg) {
 }
 
 void Flow::onTimer(int, reactor::EventMask, void* arg) { static_cast<Flow*>(arg)->handleTimer(); }
+
+// ---- PROXY protocol ----------------------------------------------------------------------------
+
+// The client's input may hold a PROXY header (`eof`: and the client has sent all it will).
+void Flow::readProxyHeader(bool eof) {
+  BufferEvent& bev = *peers_[kClient].bev;
+  ProxyHeader header;
+  std::string error;
+  switch (parseProxyHeader(bev.input(), header, error)) {
+    case ProxyParse::kNeedMore:
+      // A client that closes without sending anything is a plain EOF (a port probe).
+      if (eof) close(bev.input().empty() ? CloseReason::kClientEof : CloseReason::kProxyProtocol);
+      return;
+    case ProxyParse::kInvalid:
+      close(CloseReason::kProxyProtocol);
+      return;
+    case ProxyParse::kDone:
+      break;
+  }
+  awaitingProxyHeader_ = false;
+  proxyDeadline_.reset();
+  if (header.source) client_ = *header.source;
+  proxyDestination_ = header.destination;
+  bev.input().drain(header.length);
+  bev.setWatermark(reactor::kRead, 0, limit_);
+  bev.setMaxSingleRead(std::min(kMaxSingleRead, limit_));
+  lastActivity_ = base_.now();
+  if (eof) peerEof(kClient);
+  if (state_ != State::kClosed) connectNext();
+}
 
 // ---- connecting --------------------------------------------------------------------------------
 
@@ -172,6 +228,15 @@ void Flow::connected() {
   state_ = firstEof_ == CloseReason::kNone ? State::kEstablished : State::kHalfClosed;
   lastActivity_ = base_.now();
   peers_[kUpstream].bev->enable(reactor::kRead);
+  const ProxyProtocol send = picker_.sendProxyProtocol();
+  if (send != ProxyProtocol::kNone) {
+    std::optional<reactor::SocketAddress> destination = proxyDestination_;
+    if (!destination) destination = reactor::SocketAddress::localOf(peers_[kClient].bev->fd());
+    const reactor::SocketAddress dst = destination.value_or(reactor::SocketAddress());
+    const std::string header =
+        send == ProxyProtocol::kV1 ? encodeProxyV1(client_, dst) : encodeProxyV2(client_, dst);
+    peers_[kUpstream].bev->write(header.data(), header.size());
+  }
   // The client's early bytes, then its EOF if it came while connecting.
   relay(kClient);
   if (peers_[kUpstream].shutdownPending) sendShutdown(kUpstream);
@@ -261,11 +326,15 @@ void Flow::checkFinished() {
 
 void Flow::handleTimer() {
   armedDeadline_.reset();
-  if (state_ == State::kConnecting && tried_.empty()) {
+  if (state_ == State::kConnecting && tried_.empty() && !awaitingProxyHeader_) {
     connectNext();
     return;
   }
   const TimePoint now = base_.now();
+  if (proxyDeadline_ && now >= *proxyDeadline_) {
+    close(CloseReason::kProxyProtocol);
+    return;
+  }
   if (connectDeadline_ && now >= *connectDeadline_) {
     connectFailed();
     return;
@@ -294,6 +363,7 @@ std::optional<TimePoint> Flow::nextDeadline() const {
   consider(connectDeadline_);
   consider(lifetimeDeadline_);
   consider(halfCloseDeadline_);
+  consider(proxyDeadline_);
   if (state_ != State::kConnecting && settings_.idleTimeout > Duration::zero()) {
     consider(lastActivity_ + settings_.idleTimeout);
   }

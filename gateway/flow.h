@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gateway/close_reason.h"
+#include "gateway/config/config.h"
 #include "reactor/buffer_event.h"
 #include "reactor/clock.h"
 #include "reactor/event.h"
@@ -42,6 +43,8 @@ class UpstreamPicker {
   virtual Duration connectTimeout() const = 0;
   // Attempts in all, the first included; 0 counts as 1.
   virtual uint32_t maxConnectAttempts() const = 0;
+  // The PROXY protocol header to send to a connected upstream before any client byte.
+  virtual ProxyProtocol sendProxyProtocol() const { return ProxyProtocol::kNone; }
 };
 
 // Told when a flow ends. Thread rule: called on the flow's loop thread.
@@ -54,13 +57,16 @@ class FlowObserver {
 };
 
 // The listener's settings a flow follows (ListenerConfig's buffer_limit, idle_timeout,
-// half_close_timeout, max_lifetime and its jitter). A duration <= 0 disables that timeout.
+// half_close_timeout, max_lifetime and its jitter, proxy_protocol and proxy_protocol_timeout).
+// A duration <= 0 disables that timeout.
 struct FlowSettings {
   size_t bufferLimit = size_t{64} * 1024;  // per direction; 0 counts as 1
   Duration idleTimeout = std::chrono::seconds(300);
   Duration halfCloseTimeout = std::chrono::seconds(30);
   std::optional<Duration> maxLifetime;  // absent: unlimited
   Duration maxLifetimeJitter{0};        // a uniform random [0, jitter] is added per flow
+  bool acceptProxyProtocol = false;     // expect a PROXY v1/v2 header from the client first
+  Duration proxyProtocolTimeout = std::chrono::seconds(5);  // for that whole header
 };
 
 // Relays a client connection and an upstream connection with two BufferEvents (both own their
@@ -94,6 +100,15 @@ struct FlowSettings {
 // maxConnectAttempts(). No endpoint at the first attempt: no_healthy_upstream; otherwise
 // connect_failed.
 //
+// PROXY protocol (proxy_protocol.h). With settings.acceptProxyProtocol the flow first reads the
+// client until a whole v1 / v2 header is parsed (it reads no more than bufferLimit, or the
+// largest header if that is more), within proxyProtocolTimeout; a malformed or truncated header
+// or the timeout closes the client (proxy_protocol_error). The header's source, if it has one,
+// becomes client() (picking, hashing, logs); the bytes after it are relayed as usual, and only
+// then does the first connect start. With picker.sendProxyProtocol() != kNone, a connected
+// upstream first gets a v1 / v2 header: source client(), destination the accepted header's
+// destination if there was one, else the client socket's local address (the listener's).
+//
 // Thread rule: loop thread only, for every method; a flow lives and dies on its loop.
 // Ownership: a flow owns itself. When it ends it closes both sockets, calls
 // observer.onFlowClosed() and deletes itself at the end of that loop iteration
@@ -125,7 +140,10 @@ class Flow : public reactor::DeferredDeletable {
   // On the loop's clock, and on the wall clock (for logs).
   TimePoint startTime() const { return startTime_; }
   std::chrono::system_clock::time_point startWallTime() const { return startWallTime_; }
+  // The client: the source of an accepted PROXY header, or else the socket's peer.
   const reactor::SocketAddress& client() const { return client_; }
+  // The client socket's peer (the proxy in front when a PROXY header was accepted).
+  const reactor::SocketAddress& peer() const { return peer_; }
   // The connected endpoint; nullopt while connecting or if no connect succeeded.
   const std::optional<reactor::SocketAddress>& upstream() const { return upstream_; }
   // Bytes read from each side (and passed on to the other).
@@ -162,6 +180,7 @@ class Flow : public reactor::DeferredDeletable {
   Side sideOf(const reactor::BufferEvent& bev) const;
   static Side other(Side side) { return side == kClient ? kUpstream : kClient; }
 
+  void readProxyHeader(bool eof);
   void connectNext();
   void connectFailed();
   void connected();
@@ -178,7 +197,9 @@ class Flow : public reactor::DeferredDeletable {
 
   reactor::EventBase& base_;
   const uint64_t id_;
-  const reactor::SocketAddress client_;
+  const reactor::SocketAddress peer_;
+  reactor::SocketAddress client_;
+  std::optional<reactor::SocketAddress> proxyDestination_;  // from an accepted PROXY header
   const FlowSettings settings_;
   const size_t limit_;
   UpstreamPicker& picker_;
@@ -189,6 +210,7 @@ class Flow : public reactor::DeferredDeletable {
   std::optional<TimePoint> lifetimeDeadline_;
   std::optional<TimePoint> connectDeadline_;
   std::optional<TimePoint> halfCloseDeadline_;
+  std::optional<TimePoint> proxyDeadline_;
   TimePoint lastActivity_;
 
   Peer peers_[2];
@@ -197,6 +219,7 @@ class Flow : public reactor::DeferredDeletable {
   uint64_t bytesFromClient_ = 0;
   uint64_t bytesFromUpstream_ = 0;
   State state_ = State::kConnecting;
+  bool awaitingProxyHeader_ = false;  // reading the client's PROXY header; no connect yet
   CloseReason closeReason_ = CloseReason::kNone;
   CloseReason firstEof_ = CloseReason::kNone;
 

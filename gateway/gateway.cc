@@ -7,6 +7,8 @@
 #include <cstring>
 #include <thread>
 
+#include "gateway/health_checker.h"
+
 namespace evgate::gateway {
 
 int openListeningSocket(const reactor::SocketAddress& address) {
@@ -70,6 +72,16 @@ std::optional<std::string> Gateway::start() {
   for (uint32_t w = 0; w < workerCount; ++w) {
     workers_.push_back(std::make_unique<Worker>(w, accessLog_));
     workers_.back()->start(std::move(sockets[w]));
+  }
+  // Active health checks run on worker 0's loop: one prober per cluster is enough, and the
+  // results reach every worker through the shared ClusterState.
+  for (const auto& cluster : clusters_) {
+    if (!cluster->config().healthCheck) continue;
+    workers_.front()->own([cluster](reactor::EventBase& base) -> std::shared_ptr<void> {
+      auto checker = std::make_shared<HealthChecker>(base, cluster);
+      checker->start();
+      return checker;
+    });
   }
   return std::nullopt;
 }

@@ -131,23 +131,6 @@ class Daemon {
   reactor::TimePoint closingFrom_{};
 };
 
-// Keys this version validates but does not act on yet: say so instead of silently ignoring them.
-void warnAboutUnimplemented(const Config& config) {
-  for (const ClusterConfig& cluster : config.clusters) {
-    if (cluster.healthCheck) {
-      logWarn("cluster " + cluster.name + ": health_check is not implemented yet; ignored");
-    }
-    if (cluster.sendProxyProtocol != ProxyProtocol::kNone) {
-      logWarn("cluster " + cluster.name + ": send_proxy_protocol is not implemented yet; ignored");
-    }
-  }
-  for (const ListenerConfig& listener : config.listeners) {
-    if (listener.acceptProxyProtocol) {
-      logWarn("listener " + listener.name + ": proxy_protocol is not implemented yet; ignored");
-    }
-  }
-}
-
 int checkConfig(const std::string& path) {
   const ConfigResult result = loadConfigFile(path);
   if (!result.ok()) {
@@ -177,7 +160,6 @@ int run(const std::string& path) {
   // this covers anything else).
   signal(SIGPIPE, SIG_IGN);
 
-  warnAboutUnimplemented(config);
   Gateway gateway(config);
   if (const auto error = gateway.start()) {
     logError(*error);

@@ -62,9 +62,10 @@ void Worker::run(std::vector<Socket> sockets, std::promise<void>& ready) {
     accepting->cluster = std::make_unique<WorkerCluster>(socket.listener->cluster,
                                                          0x9e3779b97f4a7c15ULL * (index_ + 1));
     const ListenerConfig& config = socket.listener->config;
-    accepting->settings =
-        FlowSettings{config.bufferLimit, config.idleTimeout, config.halfCloseTimeout,
-                     config.maxLifetime, config.maxLifetimeJitter};
+    accepting->settings = FlowSettings{config.bufferLimit,         config.idleTimeout,
+                                       config.halfCloseTimeout,    config.maxLifetime,
+                                       config.maxLifetimeJitter,   config.acceptProxyProtocol,
+                                       config.proxyProtocolTimeout};
     accepting->listener =
         reactor::Listener::adopt(base, onAccept, accepting.get(), reactor::Listener::kCloseOnFree,
                                  /*backlog=*/0, socket.fd);
@@ -79,9 +80,12 @@ void Worker::run(std::vector<Socket> sockets, std::promise<void>& ready) {
   ready.set_value();
   base.loop(reactor::kLoopNoExitOnEmpty);
   // Leaving: whatever is still open is closed (flows delete themselves at the end of the pass).
-  accepting_.clear();
+  // The pickers (in accepting_) go last: a closing flow reports to its picker.
+  for (auto& accepting : accepting_) accepting->listener.reset();
   closeFlows(flows_.size(), CloseReason::kDrain);
   base.loop(reactor::kLoopNonBlock);
+  accepting_.clear();
+  owned_.clear();
   base_ = nullptr;
 }
 
@@ -127,7 +131,12 @@ void Worker::onFlowClosed(Flow& flow) {
 }
 
 void Worker::stopAccepting() {
-  if (reactor::EventBase* base = base_.load()) base->runInLoop([this] { accepting_.clear(); });
+  // Only the listening sockets: the flows already accepted keep using their listener's picker.
+  if (reactor::EventBase* base = base_.load()) {
+    base->runInLoop([this] {
+      for (auto& accepting : accepting_) accepting->listener.reset();
+    });
+  }
 }
 
 void Worker::closeFlows(size_t count, CloseReason reason) {
@@ -145,6 +154,12 @@ void Worker::closeFlows(size_t count, CloseReason reason) {
   } else {
     closeOldest();
   }
+}
+
+void Worker::own(std::function<std::shared_ptr<void>(reactor::EventBase&)> make) {
+  reactor::EventBase* base = base_.load();
+  if (base == nullptr) return;
+  base->runInLoop([this, base, make = std::move(make)] { owned_.push_back(make(*base)); });
 }
 
 void Worker::stop() {

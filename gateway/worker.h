@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -78,6 +79,10 @@ class Worker : private FlowObserver {
   // Stops the loop (flows still open are closed with kDrain first) and joins the thread. Called
   // by the owner only (not concurrently with itself).
   void stop();
+  // Runs `make` on the loop thread and keeps what it returns until the loop ends; it is then
+  // destroyed on the loop thread, before the EventBase (e.g. a cluster's HealthChecker). Does
+  // nothing if the loop is not running.
+  void own(std::function<std::shared_ptr<void>(reactor::EventBase&)> make);
 
   size_t flowCount() const { return flowCount_.load(std::memory_order_relaxed); }
   uint32_t index() const { return index_; }
@@ -115,6 +120,9 @@ class Worker : private FlowObserver {
   uint64_t nextFlow_ = 0;
 
   std::atomic<size_t> flowCount_{0};
+
+  // What own() made; loop thread only.
+  std::vector<std::shared_ptr<void>> owned_;
 };
 
 }  // namespace evgate::gateway

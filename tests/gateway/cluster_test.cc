@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <set>
 #include <vector>
 
 namespace evgate::gateway {
@@ -50,13 +53,13 @@ TEST(WorkerClusterTest, TriedEndpointsAreNotPickedAgain) {
   EXPECT_FALSE(cluster.pick(address("127.0.0.1:5000"), all).has_value());
 }
 
-TEST(WorkerClusterTest, UnavailableEndpointsAreSkippedAndNoneLeftMeansNoPick) {
+TEST(WorkerClusterTest, UnhealthyEndpointsAreSkippedAndNoneLeftMeansNoPick) {
   auto state = std::make_shared<ClusterState>(threeEndpoints(LbPolicy::kRoundRobin));
   WorkerCluster cluster(state, 1);
-  state->setAvailable(0, false);
-  state->setAvailable(2, false);
+  state->setHealthy(0, false);
+  state->setHealthy(2, false);
   EXPECT_EQ(cluster.pick(address("127.0.0.1:5000"), {}), address("127.0.0.1:9002"));
-  state->setAvailable(1, false);
+  state->setHealthy(1, false);
   EXPECT_FALSE(cluster.pick(address("127.0.0.1:5000"), {}).has_value());
 }
 
@@ -74,6 +77,133 @@ TEST(WorkerClusterTest, ConnectionCountsAreSharedAcrossWorkersAndSteerLeastConne
   EXPECT_EQ(second.pick(address("127.0.0.1:5000"), {}), address("127.0.0.1:9003"));
   first.onFlowEnded(address("127.0.0.1:9001"));
   EXPECT_EQ(state->activeConnections(0), 0u);
+}
+
+// A clock for ejection deadlines that moves only when told (thread-safe, as ClusterState needs).
+struct FakeTime {
+  std::atomic<int64_t> nanos{std::chrono::nanoseconds(std::chrono::hours(24)).count()};
+  ClusterState::Now now() {
+    return [this] { return reactor::TimePoint(std::chrono::nanoseconds(nanos.load())); };
+  }
+  void advance(std::chrono::nanoseconds d) { nanos.fetch_add(d.count()); }
+};
+
+ClusterConfig ejecting(uint32_t failures) {
+  ClusterConfig config = threeEndpoints(LbPolicy::kRoundRobin);
+  config.outlier.consecutiveFailures = failures;
+  config.outlier.baseEjection = std::chrono::seconds(1);
+  config.outlier.maxEjection = std::chrono::seconds(3);
+  return config;
+}
+
+void failTimes(WorkerCluster& cluster, const char* endpoint, int times) {
+  for (int i = 0; i < times; ++i) cluster.onConnectResult(address(endpoint), false);
+}
+
+TEST(ClusterStateTest, ConsecutiveConnectFailuresEjectForTheBackOff) {
+  FakeTime time;
+  auto state = std::make_shared<ClusterState>(ejecting(3), time.now());
+  WorkerCluster cluster(state, 1);
+  failTimes(cluster, "127.0.0.1:9001", 2);
+  EXPECT_TRUE(state->available(0));
+  failTimes(cluster, "127.0.0.1:9001", 1);
+  EXPECT_FALSE(state->available(0));
+  EXPECT_TRUE(state->ejected(0));
+  EXPECT_TRUE(state->healthy(0));  // ejection is not health
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_NE(cluster.pick(address("127.0.0.1:5000"), {}), address("127.0.0.1:9001"));
+  }
+  time.advance(std::chrono::milliseconds(999));
+  EXPECT_FALSE(state->available(0));
+  time.advance(std::chrono::milliseconds(1));
+  EXPECT_TRUE(state->available(0));
+}
+
+TEST(ClusterStateTest, ASuccessBetweenFailuresStartsTheCountAgain) {
+  FakeTime time;
+  auto state = std::make_shared<ClusterState>(ejecting(3), time.now());
+  WorkerCluster cluster(state, 1);
+  failTimes(cluster, "127.0.0.1:9002", 2);
+  cluster.onConnectResult(address("127.0.0.1:9002"), true);
+  failTimes(cluster, "127.0.0.1:9002", 2);
+  EXPECT_TRUE(state->available(1));
+  failTimes(cluster, "127.0.0.1:9002", 1);
+  EXPECT_FALSE(state->available(1));
+}
+
+TEST(ClusterStateTest, EachFurtherEjectionDoublesTheBackOffUpToTheMaximum) {
+  FakeTime time;
+  auto state = std::make_shared<ClusterState>(ejecting(2), time.now());
+  WorkerCluster cluster(state, 1);
+  const auto ejectionLength = [&] {
+    failTimes(cluster, "127.0.0.1:9003", 2);
+    EXPECT_FALSE(state->available(2));
+    return std::chrono::nanoseconds(state->ejectedUntil(2) - state->nowNanos());
+  };
+  EXPECT_EQ(ejectionLength(), std::chrono::seconds(1));
+  // Failures of attempts still in flight while ejected do not count towards another ejection.
+  failTimes(cluster, "127.0.0.1:9003", 5);
+  EXPECT_EQ(std::chrono::nanoseconds(state->ejectedUntil(2) - state->nowNanos()),
+            std::chrono::seconds(1));
+  time.advance(std::chrono::seconds(1));
+  EXPECT_TRUE(state->available(2));
+  EXPECT_EQ(ejectionLength(), std::chrono::seconds(2));
+  time.advance(std::chrono::seconds(2));
+  EXPECT_EQ(ejectionLength(), std::chrono::seconds(3));  // 4 s, capped at max_ejection
+  time.advance(std::chrono::seconds(3));
+  EXPECT_EQ(ejectionLength(), std::chrono::seconds(3));
+  // A successful connect resets the back-off to base_ejection.
+  time.advance(std::chrono::seconds(3));
+  cluster.onConnectResult(address("127.0.0.1:9003"), true);
+  EXPECT_EQ(ejectionLength(), std::chrono::seconds(1));
+}
+
+TEST(ClusterStateTest, ZeroConsecutiveFailuresTurnsEjectionOff) {
+  auto state = std::make_shared<ClusterState>(ejecting(0));
+  WorkerCluster cluster(state, 1);
+  failTimes(cluster, "127.0.0.1:9001", 100);
+  EXPECT_TRUE(state->available(0));
+  EXPECT_EQ(state->ejectedUntil(0), 0);
+}
+
+TEST(ClusterStateTest, FailuresFromEveryWorkerCountTogether) {
+  FakeTime time;
+  auto state = std::make_shared<ClusterState>(ejecting(4), time.now());
+  WorkerCluster first(state, 1);
+  WorkerCluster second(state, 2);
+  failTimes(first, "127.0.0.1:9001", 2);
+  failTimes(second, "127.0.0.1:9001", 2);
+  EXPECT_FALSE(state->available(0));
+}
+
+TEST(ClusterStateTest, DrainingAndDisabledEndpointsAreNeverPickedButKeepTheirFlows) {
+  for (const LbPolicy lb : {LbPolicy::kRoundRobin, LbPolicy::kLeastConnections,
+                            LbPolicy::kRandomTwo, LbPolicy::kHashClientIp}) {
+    auto state = std::make_shared<ClusterState>(threeEndpoints(lb));
+    WorkerCluster cluster(state, 7);
+    cluster.onConnectResult(address("127.0.0.1:9001"), true);  // a flow open on 9001
+    state->setAdminState(0, EndpointAdminState::kDraining);
+    state->setAdminState(2, EndpointAdminState::kDisabled);
+    EXPECT_EQ(state->adminState(0), EndpointAdminState::kDraining);
+    std::set<std::string> picked;
+    for (int i = 0; i < 50; ++i) {
+      const std::string client = "10.0.0." + std::to_string(i) + ":5000";
+      picked.insert(cluster.pick(address(client.c_str()), {})->toString());
+    }
+    EXPECT_EQ(picked, std::set<std::string>{"127.0.0.1:9002"});
+    // The open flow is not affected: it still counts, and it ends normally.
+    EXPECT_EQ(state->activeConnections(0), 1u);
+    cluster.onFlowEnded(address("127.0.0.1:9001"));
+    EXPECT_EQ(state->activeConnections(0), 0u);
+    state->setAdminState(0, EndpointAdminState::kActive);
+    EXPECT_TRUE(state->available(0));
+  }
+}
+
+TEST(ClusterStateTest, AdminStatesHaveTheirConfigurationNames) {
+  EXPECT_STREQ(toString(EndpointAdminState::kActive), "active");
+  EXPECT_STREQ(toString(EndpointAdminState::kDraining), "draining");
+  EXPECT_STREQ(toString(EndpointAdminState::kDisabled), "disabled");
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/proxy_protocol.h"
 #include "reactor/buffer_event.h"
 #include "reactor/event_base.h"
 #include "reactor/listener.h"
@@ -238,9 +239,12 @@ class FakePicker : public UpstreamPicker {
   uint32_t attempts = 3;
   std::vector<std::pair<SocketAddress, bool>> results;
   std::vector<SocketAddress> ended;
+  std::vector<SocketAddress> pickedFor;  // the client address of every pick
+  ProxyProtocol send = ProxyProtocol::kNone;
 
-  std::optional<SocketAddress> pick(const SocketAddress&,
+  std::optional<SocketAddress> pick(const SocketAddress& client,
                                     std::span<const SocketAddress> tried) override {
+    pickedFor.push_back(client);
     for (const SocketAddress& e : endpoints) {
       if (std::find(tried.begin(), tried.end(), e) == tried.end()) return e;
     }
@@ -252,6 +256,7 @@ class FakePicker : public UpstreamPicker {
   void onFlowEnded(const SocketAddress& endpoint) override { ended.push_back(endpoint); }
   Duration connectTimeout() const override { return timeout; }
   uint32_t maxConnectAttempts() const override { return attempts; }
+  ProxyProtocol sendProxyProtocol() const override { return send; }
 };
 
 struct ClosedFlow {
@@ -819,6 +824,180 @@ TEST_F(FlowTest, AccessLogLineWithoutUpstream) {
   EXPECT_EQ(jsonField(line, "bytes_in"), "0");
 }
 
+// ---- PROXY protocol ----------------------------------------------------------------------------
+
+const char kV1Header[] = "PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\n";
+
+TEST_F(FlowTest, ProxyAcceptV1ThenRelays) {
+  settings_.acceptProxyProtocol = true;
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.write(std::string(kV1Header) + "hello");
+  cl.shutdownWhenFlushed();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof; }));
+  ASSERT_EQ(up.conns().size(), 1u);
+  EXPECT_EQ(up.conn().received, 5u);  // the header is consumed, not relayed
+  EXPECT_EQ(cl.received, 5u);
+  EXPECT_EQ(cl.hash, hashOf("hello"));
+  const ClosedFlow& f = registry_.closed[0];
+  EXPECT_EQ(f.reason, CloseReason::kClientEof);
+  EXPECT_EQ(f.bytesIn, 5u);
+  EXPECT_EQ(jsonField(f.logLine, "client"), "192.0.2.1:56324");
+  ASSERT_EQ(picker_.pickedFor.size(), 1u);
+  EXPECT_EQ(picker_.pickedFor[0], *SocketAddress::parse("192.0.2.1:56324"));
+}
+
+// A v2 header in pieces, the payload in the same segment as its last piece; nothing connects
+// before the header is whole.
+TEST_F(FlowTest, ProxyAcceptV2InPiecesThenRelays) {
+  settings_.acceptProxyProtocol = true;
+  const std::string payload = randomPayload(256 * kKiB, 7);
+  FakeServer& up = server([](TestConn& c) { c.shutdownOnEof = true; });
+  picker_.endpoints = {up.address()};
+  const std::string header =
+      encodeProxyV2(*SocketAddress::parse("[2001:db8::5]:4242"), gatewayAddress_);
+  TestConn& cl = client();
+  cl.write(header.substr(0, 5));
+  runFor(50ms);
+  cl.write(header.substr(5, 12));
+  runFor(50ms);
+  EXPECT_TRUE(picker_.pickedFor.empty());
+  EXPECT_TRUE(up.conns().empty());
+  cl.write(header.substr(17));
+  cl.send(payload, true);
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof; }, 30s));
+  EXPECT_EQ(up.conn().received, payload.size());
+  EXPECT_EQ(up.conn().hash, hashOf(payload));
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kClientEof);
+  EXPECT_EQ(jsonField(registry_.closed[0].logLine, "client"), "[2001:db8::5]:4242");
+}
+
+TEST_F(FlowTest, ProxyAcceptLocalKeepsTheSocketPeer) {
+  settings_.acceptProxyProtocol = true;
+  FakeServer& up = server([](TestConn& c) { c.shutdownOnEof = true; });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.write(std::string("\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00", 16) + "xy");
+  cl.shutdownWhenFlushed();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof; }));
+  EXPECT_EQ(up.conn().received, 2u);
+  EXPECT_EQ(jsonField(registry_.closed[0].logLine, "client"),
+            SocketAddress::localOf(cl.bev()->fd())->toString());
+}
+
+TEST_F(FlowTest, ProxyAcceptMalformedClosesClient) {
+  settings_.acceptProxyProtocol = true;
+  FakeServer& up = server(nullptr);
+  picker_.endpoints = {up.address()};
+  for (const std::string bad :
+       {"PROXY TCP4 192.0.2.1  198.51.100.7 1 2\r\n", "GET / HTTP/1.1\r\n\r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 70000\r\n"}) {
+    client().write(bad);
+  }
+  ASSERT_TRUE(runUntil([&] {
+    return closedCount(3) && std::all_of(clients_.begin(), clients_.end(),
+                                         [](auto& c) { return c->eof || c->error; });
+  }));
+  for (const ClosedFlow& f : registry_.closed) {
+    EXPECT_EQ(f.reason, CloseReason::kProxyProtocol);
+    EXPECT_EQ(jsonField(f.logLine, "reason"), "proxy_protocol_error");
+    EXPECT_FALSE(f.upstream);
+  }
+  EXPECT_TRUE(picker_.pickedFor.empty());
+  runFor(20ms);
+  EXPECT_TRUE(up.conns().empty());
+}
+
+TEST_F(FlowTest, ProxyAcceptTruncatedByEof) {
+  settings_.acceptProxyProtocol = true;
+  picker_.endpoints = {refusedAddress()};
+  TestConn& partial = client();
+  partial.write("PROXY TCP4 1.2.3.4");
+  partial.shutdownWhenFlushed();
+  TestConn& silent = client();
+  silent.shutdownWhenFlushed();
+  ASSERT_TRUE(runUntil([&] { return closedCount(2); }));
+  std::map<uint64_t, CloseReason> reasons;
+  for (const ClosedFlow& f : registry_.closed) reasons[f.id] = f.reason;
+  EXPECT_EQ(reasons[1], CloseReason::kProxyProtocol);
+  EXPECT_EQ(reasons[2], CloseReason::kClientEof);  // nothing sent: a plain EOF
+  EXPECT_TRUE(picker_.pickedFor.empty());
+}
+
+TEST_F(FlowTest, ProxyAcceptTimeout) {
+  settings_.acceptProxyProtocol = true;
+  settings_.proxyProtocolTimeout = 200ms;
+  FakeServer& up = server(nullptr);
+  picker_.endpoints = {up.address()};
+  const auto start = std::chrono::steady_clock::now();
+  TestConn& cl = client();
+  cl.write("PROXY TCP4 ");
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof; }));
+  EXPECT_GE(registry_.closed[0].at - start, 190ms);
+  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kProxyProtocol);
+  EXPECT_TRUE(up.conns().empty());
+}
+
+// With a one-byte buffer limit the flow still reads the whole header before deciding.
+TEST_F(FlowTest, ProxyAcceptWithTinyBufferLimit) {
+  settings_.acceptProxyProtocol = true;
+  settings_.bufferLimit = 1;
+  FakeServer& up = server([](TestConn& c) { c.shutdownOnEof = true; });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.write(std::string(kV1Header) + "0123456789");
+  cl.shutdownWhenFlushed();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof; }));
+  EXPECT_EQ(up.conn().received, 10u);
+  EXPECT_EQ(up.conn().hash, hashOf("0123456789"));
+}
+
+std::string proxyVersionName(const ::testing::TestParamInfo<ProxyProtocol>& p) {
+  return p.param == ProxyProtocol::kV1 ? "v1" : "v2";
+}
+
+class FlowProxySendTest : public FlowTest, public ::testing::WithParamInterface<ProxyProtocol> {};
+
+TEST_P(FlowProxySendTest, UpstreamGetsTheHeaderThenThePayload) {
+  picker_.send = GetParam();
+  FakeServer& up = server([](TestConn& c) { c.shutdownOnEof = true; });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  const SocketAddress clientAddress = *SocketAddress::localOf(cl.bev()->fd());
+  const std::string payload = randomPayload(100 * kKiB, 9);
+  cl.send(payload, true);
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof; }));
+  const std::string header = GetParam() == ProxyProtocol::kV1
+                                 ? encodeProxyV1(clientAddress, gatewayAddress_)
+                                 : encodeProxyV2(clientAddress, gatewayAddress_);
+  EXPECT_EQ(up.conn().received, header.size() + payload.size());
+  EXPECT_EQ(up.conn().hash, hashOf(header + payload));
+  EXPECT_EQ(registry_.closed[0].bytesIn, payload.size());
+}
+
+// Accept and send chained: the accepted header's addresses go on.
+TEST_P(FlowProxySendTest, AcceptedAddressesArePassedOn) {
+  settings_.acceptProxyProtocol = true;
+  picker_.send = GetParam();
+  FakeServer& up = server([](TestConn& c) { c.shutdownOnEof = true; });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.write(std::string(kV1Header) + "data");
+  cl.shutdownWhenFlushed();
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof; }));
+  const SocketAddress src = *SocketAddress::parse("192.0.2.1:56324");
+  const SocketAddress dst = *SocketAddress::parse("198.51.100.7:443");
+  const std::string header =
+      GetParam() == ProxyProtocol::kV1 ? encodeProxyV1(src, dst) : encodeProxyV2(src, dst);
+  EXPECT_EQ(up.conn().received, header.size() + 4);
+  EXPECT_EQ(up.conn().hash, hashOf(header + "data"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Versions, FlowProxySendTest,
+                         ::testing::Values(ProxyProtocol::kV1, ProxyProtocol::kV2),
+                         proxyVersionName);
+
 TEST(CloseReason, Names) {
   EXPECT_STREQ(toString(CloseReason::kClientEof), "client_eof");
   EXPECT_STREQ(toString(CloseReason::kUpstreamEof), "upstream_eof");
@@ -833,6 +1012,7 @@ TEST(CloseReason, Names) {
   EXPECT_STREQ(toString(CloseReason::kDenied), "denied");
   EXPECT_STREQ(toString(CloseReason::kAdmin), "admin");
   EXPECT_STREQ(toString(CloseReason::kDrain), "drain");
+  EXPECT_STREQ(toString(CloseReason::kProxyProtocol), "proxy_protocol_error");
 }
 
 }  // namespace

@@ -1,80 +1,33 @@
 // The demo the README's run command starts: the real evgate-echo binary on 127.0.0.1, port 0.
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <regex>
 #include <string>
 
-extern char** environ;
+#include "tests/integration/process.h"
 
 namespace {
 
 using namespace std::chrono_literals;
+using evgate::test::Process;
 
-// Reads from `fd` until `pattern` matches the text so far or `limit` passes.
-std::smatch waitForOutput(int fd, const std::regex& pattern, std::string& text,
-                          std::chrono::milliseconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  std::smatch match;
-  while (!std::regex_search(text, match, pattern)) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left <= 0ms) break;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    char buf[512];
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  return match;
-}
-
-class EchoDemoTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    int out[2];
-    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    char* argv[] = {const_cast<char*>(EVGATE_ECHO_BINARY), const_cast<char*>("--listen"),
-                    const_cast<char*>("127.0.0.1:0"), nullptr};
-    ASSERT_EQ(posix_spawn(&pid_, EVGATE_ECHO_BINARY, &actions, nullptr, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(out[1]);
-    stdout_ = out[0];
-  }
-
-  void TearDown() override {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (stdout_ >= 0) ::close(stdout_);
-  }
-
-  pid_t pid_ = -1;
-  int stdout_ = -1;
-  std::string output_;
-};
-
-TEST_F(EchoDemoTest, EchoesBytesAndStopsCleanlyOnSigterm) {
-  const std::smatch listening =
-      waitForOutput(stdout_, std::regex("listening on 127\\.0\\.0\\.1:(\\d+)"), output_, 10s);
-  ASSERT_FALSE(listening.empty()) << "output so far: " << output_;
-  const int port = std::stoi(listening[1].str());
+TEST(EchoDemoTest, EchoesBytesAndStopsCleanlyOnSigterm) {
+  Process echo({EVGATE_ECHO_BINARY, "--listen", "127.0.0.1:0"});
+  ASSERT_TRUE(echo.started()) << echo.error();
+  const auto listening = echo.waitForOutput(std::regex("listening on 127\\.0\\.0\\.1:(\\d+)"), 10s,
+                                            Process::Stream::kStdout);
+  ASSERT_TRUE(listening) << "output so far: " << echo.out() << echo.err();
+  const int port = std::stoi((*listening)[1]);
 
   const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_GE(client, 0);
@@ -106,14 +59,13 @@ TEST_F(EchoDemoTest, EchoesBytesAndStopsCleanlyOnSigterm) {
   EXPECT_EQ(received, sent);
   ::close(client);
 
-  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid_, &status, 0), pid_);
-  pid_ = -1;
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
-  waitForOutput(stdout_, std::regex("stopping"), output_, 5s);
-  EXPECT_NE(output_.find("caught"), std::string::npos) << output_;
+  ASSERT_TRUE(echo.signal(SIGTERM));
+  const auto status = echo.wait(10s);
+  ASSERT_TRUE(status) << "still running 10 s after SIGTERM";
+  ASSERT_TRUE(status->exited()) << status->describe();
+  EXPECT_EQ(status->code(), 0);
+  EXPECT_NE(echo.out().find("stopping"), std::string::npos) << echo.out();
+  EXPECT_NE(echo.out().find("caught"), std::string::npos) << echo.out();
 }
 
 }  // namespace

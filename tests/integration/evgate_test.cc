@@ -1,0 +1,837 @@
+// The real evgate daemon on 127.0.0.1, port 0: command line, --check-config, relaying, connect
+// retries, draining and the listener's allow list and connection limit. Backends (a threaded echo
+// server) and clients run inside the test process; every wait has a deadline.
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/process.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using evgate::test::Process;
+using Clock = std::chrono::steady_clock;
+
+// Generous bounds for things that normally take milliseconds (a sanitizer build is slower).
+constexpr auto kStartLimit = 10s;
+constexpr auto kPrompt = 2s;
+
+// ---------------------------------------------------------------------------------------------
+// Sockets.
+
+sockaddr_in loopback(uint16_t port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
+// A blocking connect to 127.0.0.1:port: the fd, or -1 with errno set.
+int connectTo(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  const sockaddr_in addr = loopback(port);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    const int saved = errno;
+    ::close(fd);
+    errno = saved;
+    return -1;
+  }
+  return fd;
+}
+
+uint16_t localPort(int fd) {
+  sockaddr_in addr{};
+  socklen_t length = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) return 0;
+  return ntohs(addr.sin_port);
+}
+
+// A port on 127.0.0.1 that refuses connections: bound to get a free one, then closed.
+uint16_t refusedPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const sockaddr_in addr = loopback(0);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) return 0;
+  const uint16_t port = localPort(fd);
+  ::close(fd);
+  return port;
+}
+
+std::string address(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
+
+int millisLeft(Clock::time_point deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+  return static_cast<int>(std::max<int64_t>(0, left.count()));
+}
+
+// What a client saw: the bytes it read and how reading ended ("complete", "eof", "reset",
+// "timeout" or an error).
+struct Exchange {
+  std::string received;
+  std::string end;
+};
+
+// Sends `data` on `fd` while reading what comes back. With `toEof`, shuts the write half once
+// everything is sent and reads until the peer closes; otherwise stops once data.size() bytes are
+// back ("complete").
+Exchange exchange(int fd, std::string_view data, Clock::time_point deadline, bool toEof) {
+  Exchange result;
+  size_t written = 0;
+  bool shut = false;
+  std::string buf(65536, '\0');
+  for (;;) {
+    if (!toEof && result.received.size() >= data.size()) {
+      result.end = "complete";
+      return result;
+    }
+    if (toEof && written == data.size() && !shut) {
+      ::shutdown(fd, SHUT_WR);
+      shut = true;
+    }
+    if (Clock::now() >= deadline) {
+      result.end = "timeout";
+      return result;
+    }
+    pollfd p{fd, static_cast<short>(POLLIN | (written < data.size() ? POLLOUT : 0)), 0};
+    const int ready = ::poll(&p, 1, millisLeft(deadline));
+    if (ready < 0 && errno != EINTR) {
+      result.end = std::string("poll: ") + std::strerror(errno);
+      return result;
+    }
+    if (ready <= 0) continue;
+    if ((p.revents & POLLOUT) != 0 && written < data.size()) {
+      const ssize_t n =
+          ::send(fd, data.data() + written, std::min<size_t>(65536, data.size() - written),
+                 MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        written += static_cast<size_t>(n);
+      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        result.end = std::string("send: ") + std::strerror(errno);
+        return result;
+      }
+    }
+    if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+      const ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n > 0) {
+        result.received.append(buf.data(), static_cast<size_t>(n));
+      } else if (n == 0) {
+        result.end = "eof";
+        return result;
+      } else if (errno == ECONNRESET) {
+        result.end = "reset";
+        return result;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        result.end = std::string("recv: ") + std::strerror(errno);
+        return result;
+      }
+    }
+  }
+}
+
+// Sends `data` and reads the same number of bytes back; true if they are equal.
+bool echoes(int fd, std::string_view data, Clock::duration limit = 5s) {
+  const Exchange result = exchange(fd, data, Clock::now() + limit, /*toEof=*/false);
+  return result.end == "complete" && result.received == data;
+}
+
+// Waits for the peer to close `fd` (bytes that arrive are discarded): "eof", "reset" or
+// "timeout".
+std::string waitClosed(int fd, Clock::time_point deadline) {
+  char buf[4096];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    const int ready = ::poll(&p, 1, millisLeft(deadline));
+    if (ready == 0) return "timeout";
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      return std::string("poll: ") + std::strerror(errno);
+    }
+    const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0) return "eof";
+    if (n < 0 && errno == ECONNRESET) return "reset";
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+      return std::string("recv: ") + std::strerror(errno);
+    }
+  }
+}
+
+bool closedByPeer(const std::string& outcome) { return outcome == "eof" || outcome == "reset"; }
+
+// An fd closed on scope exit.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = other.fd_;
+      other.fd_ = -1;
+    }
+    return *this;
+  }
+  int get() const { return fd_; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+std::string randomBytes(size_t size, uint64_t seed) {
+  std::mt19937_64 random(seed);
+  std::string bytes(size, '\0');
+  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
+  return bytes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A backend: a threaded echo server on 127.0.0.1:0. Each connection echoes until the peer's EOF,
+// then sends its own FIN. stop() (or the destructor) ends everything.
+
+class EchoServer {
+ public:
+  EchoServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const sockaddr_in addr = loopback(0);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd_, SOMAXCONN) != 0) {
+      return;
+    }
+    port_ = localPort(fd_);
+    acceptor_ = std::thread([this] { acceptLoop(); });
+  }
+  ~EchoServer() { stop(); }
+  EchoServer(const EchoServer&) = delete;
+  EchoServer& operator=(const EchoServer&) = delete;
+
+  bool ok() const { return port_ != 0; }
+  uint16_t port() const { return port_; }
+  std::string address() const { return ::address(port_); }
+  int accepted() const { return accepted_.load(); }
+
+  void stop() {
+    if (fd_ < 0) return;
+    ::shutdown(fd_, SHUT_RDWR);  // wakes the blocked accept()
+    if (acceptor_.joinable()) acceptor_.join();
+    ::close(fd_);
+    fd_ = -1;
+    std::lock_guard lock(mutex_);
+    for (const int fd : connections_) ::shutdown(fd, SHUT_RDWR);
+    for (std::thread& thread : threads_) thread.join();
+    for (const int fd : connections_) ::close(fd);
+  }
+
+ private:
+  void acceptLoop() {
+    for (;;) {
+      const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;
+      }
+      accepted_.fetch_add(1);
+      std::lock_guard lock(mutex_);
+      connections_.push_back(fd);
+      threads_.emplace_back([fd] { serve(fd); });
+    }
+  }
+
+  // The fd is closed by stop(), never here: its number must not be reused while stop() may
+  // still shut it down.
+  static void serve(int fd) {
+    std::string buf(65536, '\0');
+    for (;;) {
+      const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+      if (n <= 0) break;
+      size_t sent = 0;
+      while (sent < static_cast<size_t>(n)) {
+        const ssize_t m =
+            ::send(fd, buf.data() + sent, static_cast<size_t>(n) - sent, MSG_NOSIGNAL);
+        if (m <= 0) return;
+        sent += static_cast<size_t>(m);
+      }
+    }
+    ::shutdown(fd, SHUT_WR);
+  }
+
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<int> accepted_{0};
+  std::thread acceptor_;
+  std::mutex mutex_;
+  std::vector<int> connections_;
+  std::vector<std::thread> threads_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The access log: one JSON line per flow on the daemon's stdout.
+
+struct AccessRecord {
+  std::string upstream;  // "null" when no connect succeeded
+  uint64_t bytesIn = 0;
+  uint64_t bytesOut = 0;
+  std::string reason;
+};
+
+std::vector<AccessRecord> accessRecords(const std::string& out) {
+  static const std::regex kLine(
+      R"re(^\{"id":\d+,.*"upstream":(null|"[^"]*"),"bytes_in":(\d+),"bytes_out":(\d+),"reason":"([a-z_]+)"\}$)re");
+  std::vector<AccessRecord> records;
+  size_t start = 0;
+  while (start < out.size()) {
+    size_t end = out.find('\n', start);
+    if (end == std::string::npos) end = out.size();
+    const std::string line = out.substr(start, end - start);
+    start = end + 1;
+    std::smatch match;
+    if (!std::regex_match(line, match, kLine)) {
+      ADD_FAILURE() << "not an access log line: " << line;
+      continue;
+    }
+    std::string upstream = match[1].str();
+    if (upstream != "null") upstream = upstream.substr(1, upstream.size() - 2);
+    records.push_back(AccessRecord{upstream, std::stoull(match[2].str()),
+                                   std::stoull(match[3].str()), match[4].str()});
+  }
+  return records;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon's configuration: one cluster "backends" and one listener "web" on 127.0.0.1:0.
+
+struct GatewaySetup {
+  int workers = 2;
+  std::string drainTimeout = "5s";
+  std::vector<std::string> endpoints;
+  std::vector<std::string> clusterKeys;   // more "key: value" lines for the cluster
+  std::vector<std::string> listenerKeys;  // more "key: value" lines for the listener
+};
+
+std::string yamlFor(const GatewaySetup& setup) {
+  std::string yaml = "workers: " + std::to_string(setup.workers) +
+                     "\n"
+                     "drain_timeout: " +
+                     setup.drainTimeout +
+                     "\n"
+                     "log: { format: text, level: info }\n"
+                     "access_log: { mode: stdout }\n"
+                     "clusters:\n"
+                     "  - name: backends\n"
+                     "    endpoints: [";
+  for (size_t i = 0; i < setup.endpoints.size(); ++i) {
+    yaml += (i == 0 ? " \"" : ", \"") + setup.endpoints[i] + "\"";
+  }
+  yaml += " ]\n";
+  for (const std::string& key : setup.clusterKeys) yaml += "    " + key + "\n";
+  yaml +=
+      "listeners:\n"
+      "  - name: web\n"
+      "    bind: 127.0.0.1:0\n"
+      "    cluster: backends\n";
+  for (const std::string& key : setup.listenerKeys) yaml += "    " + key + "\n";
+  return yaml;
+}
+
+class EvgateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "evgate-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
+    dir_ = pattern;
+  }
+
+  void TearDown() override {
+    daemon_.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  std::string writeFile(const std::string& name, const std::string& content) {
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path) << content;
+    return path;
+  }
+
+  // Starts `evgate --config` on `yaml` and waits until listener "web" is bound; sets port_.
+  void startDaemon(const std::string& yaml) {
+    const std::string path = writeFile("evgate.yaml", yaml);
+    daemon_ = std::make_unique<Process>(std::vector<std::string>{EVGATE_BINARY, "--config", path});
+    ASSERT_TRUE(daemon_->started()) << daemon_->error();
+    const auto listening = daemon_->waitForOutput(
+        std::regex(R"(info listener web listening on 127\.0\.0\.1:(\d+) -> cluster backends)"),
+        kStartLimit, Process::Stream::kStderr);
+    ASSERT_TRUE(listening) << "stderr so far:\n" << daemon_->err() << "\nconfig:\n" << yaml;
+    port_ = static_cast<uint16_t>(std::stoi((*listening)[1]));
+  }
+
+  // SIGTERM, then waits up to `limit` for the daemon to exit 0.
+  void stopDaemon(Clock::duration limit = 5s) {
+    ASSERT_TRUE(daemon_->signal(SIGTERM));
+    const auto status = daemon_->wait(limit);
+    ASSERT_TRUE(status) << "still running after SIGTERM; stderr:\n" << daemon_->err();
+    ASSERT_TRUE(status->exited()) << status->describe() << "; stderr:\n" << daemon_->err();
+    ASSERT_EQ(status->code(), 0) << daemon_->err();
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Process> daemon_;
+  uint16_t port_ = 0;
+};
+
+// Runs evgate with `args` and waits for it to exit.
+Process::Exit runToExit(Process& process) {
+  EXPECT_TRUE(process.started()) << process.error();
+  const auto status = process.wait(kStartLimit);
+  EXPECT_TRUE(status) << "did not exit; stderr:\n" << process.err();
+  return status.value_or(Process::Exit{-1});
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. The command line.
+
+TEST(EvgateCommandLine, VersionHelpAndBadUsage) {
+  {
+    Process version({EVGATE_BINARY, "--version"});
+    const Process::Exit status = runToExit(version);
+    EXPECT_EQ(status.code(), 0) << status.describe();
+    EXPECT_TRUE(std::regex_match(version.out(), std::regex(R"(evgate \d+\.\d+\.\d+\n)")))
+        << version.out();
+    EXPECT_EQ(version.err(), "");
+  }
+  {
+    Process help({EVGATE_BINARY, "--help"});
+    const Process::Exit status = runToExit(help);
+    EXPECT_EQ(status.code(), 0) << status.describe();
+    EXPECT_NE(help.out().find("usage: evgate"), std::string::npos) << help.out();
+  }
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{EVGATE_BINARY, "--bogus"},
+        std::vector<std::string>{EVGATE_BINARY, "--config"},
+        std::vector<std::string>{EVGATE_BINARY, "--version", "extra"},
+        std::vector<std::string>{EVGATE_BINARY, "--check-config"}}) {
+    Process bad(args);
+    const Process::Exit status = runToExit(bad);
+    EXPECT_EQ(status.code(), 2) << args[1] << ": " << status.describe();
+    EXPECT_NE(bad.err().find("usage: evgate"), std::string::npos) << args[1] << ": " << bad.err();
+    EXPECT_EQ(bad.out(), "") << args[1];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. --check-config.
+
+TEST_F(EvgateTest, CheckConfigAcceptsAGoodFile) {
+  GatewaySetup setup;
+  setup.endpoints = {"127.0.0.1:9000", "127.0.0.1:9001"};
+  setup.clusterKeys = {"lb: least_connections", "max_connect_attempts: 2"};
+  setup.listenerKeys = {"allow: [ \"10.0.0.0/8\", \"127.0.0.1\" ]", "idle_timeout: 1.5s"};
+  Process check({EVGATE_BINARY, "--check-config", writeFile("good.yaml", yamlFor(setup))});
+  const Process::Exit status = runToExit(check);
+  EXPECT_EQ(status.code(), 0) << status.describe() << "; stderr:\n" << check.err();
+  EXPECT_EQ(check.out(), "ok\n");
+  EXPECT_EQ(check.err(), "");
+}
+
+TEST_F(EvgateTest, CheckConfigReportsEveryProblemAsFileLineColumn) {
+  const std::string path = writeFile("bad.yaml",
+                                     "wrkers: 2\n"
+                                     "drain_timeout: 30 seconds\n"
+                                     "clusters:\n"
+                                     "  - name: backends\n"
+                                     "    endpoints: [ \"127.0.0.1:9000\" ]\n"
+                                     "listeners:\n"
+                                     "  - name: web\n"
+                                     "    bind: 127.0.0.1:0\n"
+                                     "    cluster: nope\n");
+  Process check({EVGATE_BINARY, "--check-config", path});
+  const Process::Exit status = runToExit(check);
+  EXPECT_EQ(status.code(), 1) << status.describe();
+  EXPECT_EQ(check.err(), path + ":1:1: unknown key \"wrkers\" (did you mean \"workers\"?)\n" +
+                             path +
+                             ":2:16: drain_timeout: expected a duration like 5s, got \"30 "
+                             "seconds\"\n" +
+                             path + ":9:14: listeners[0].cluster: unknown cluster \"nope\"\n");
+  EXPECT_EQ(check.out(), "");
+}
+
+TEST_F(EvgateTest, CheckConfigReportsSyntaxErrorsAndUnreadableFiles) {
+  const std::string broken = writeFile("broken.yaml", "workers: 2\nadmin: { address: x\n");
+  Process syntax({EVGATE_BINARY, "--check-config", broken});
+  EXPECT_EQ(runToExit(syntax).code(), 1);
+  EXPECT_TRUE(std::regex_match(syntax.err(),
+                               std::regex(broken + R"(:\d+:\d+: YAML syntax error: [^\n]+\n)")))
+      << syntax.err();
+
+  const std::string missing = (dir_ / "missing.yaml").string();
+  Process unreadable({EVGATE_BINARY, "--check-config", missing});
+  EXPECT_EQ(runToExit(unreadable).code(), 1);
+  EXPECT_EQ(unreadable.err(), missing + ": cannot read file: No such file or directory\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. The embedded default configuration.
+
+TEST_F(EvgateTest, RunsOnTheEmbeddedDefaultAndStopsOnSigterm) {
+  daemon_ = std::make_unique<Process>(std::vector<std::string>{EVGATE_BINARY});
+  ASSERT_TRUE(daemon_->started()) << daemon_->error();
+  ASSERT_TRUE(daemon_->waitForOutput(std::regex("info no listeners configured"), kStartLimit,
+                                     Process::Stream::kStderr))
+      << daemon_->err();
+  EXPECT_NE(daemon_->err().find("embedded default configuration"), std::string::npos)
+      << daemon_->err();
+  const auto start = Clock::now();
+  ASSERT_NO_FATAL_FAILURE(stopDaemon(kPrompt));
+  EXPECT_LT(Clock::now() - start, 1s);
+  EXPECT_EQ(daemon_->out(), "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Relaying.
+
+TEST_F(EvgateTest, RelaysFiftyConcurrentClientsAndLogsEachFlow) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  GatewaySetup setup;
+  setup.workers = 2;
+  setup.endpoints = {backend.address()};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+
+  constexpr int kClients = 50;
+  constexpr size_t kSize = 256 * 1024;
+  const auto deadline = Clock::now() + 15s;
+  std::vector<std::string> failures(kClients);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&, i] {
+      const std::string sent = randomBytes(kSize, static_cast<uint64_t>(i) + 1);
+      const Fd fd(connectTo(port_));
+      if (fd.get() < 0) {
+        failures[i] = std::string("connect: ") + std::strerror(errno);
+        return;
+      }
+      const Exchange result = exchange(fd.get(), sent, deadline, /*toEof=*/true);
+      if (result.end != "eof") {
+        failures[i] = "ended with " + result.end + " after " +
+                      std::to_string(result.received.size()) + " bytes";
+      } else if (result.received != sent) {
+        failures[i] = "echo differs (" + std::to_string(result.received.size()) + " bytes back)";
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  for (int i = 0; i < kClients; ++i) EXPECT_EQ(failures[i], "") << "client " << i;
+
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+  const std::vector<AccessRecord> records = accessRecords(daemon_->out());
+  ASSERT_EQ(records.size(), static_cast<size_t>(kClients)) << daemon_->out();
+  for (const AccessRecord& record : records) {
+    EXPECT_EQ(record.upstream, backend.address());
+    EXPECT_EQ(record.bytesIn, kSize);
+    EXPECT_EQ(record.bytesOut, kSize);
+    EXPECT_EQ(record.reason, "client_eof");
+  }
+  EXPECT_EQ(backend.accepted(), kClients);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. and 6. Connecting to the cluster.
+
+TEST_F(EvgateTest, RetriesTheNextEndpointWhenOneRefuses) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  const uint16_t refused = refusedPort();
+  ASSERT_NE(refused, 0);
+  GatewaySetup setup;
+  setup.workers = 1;  // one round-robin picker: every other flow starts at the refused endpoint
+  setup.endpoints = {address(refused), backend.address()};
+  setup.clusterKeys = {"lb: round_robin", "max_connect_attempts: 2"};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+
+  constexpr int kClients = 10;
+  for (int i = 0; i < kClients; ++i) {
+    const Fd fd(connectTo(port_));
+    ASSERT_GE(fd.get(), 0) << std::strerror(errno);
+    const std::string sent = "client " + std::to_string(i);
+    const Exchange result = exchange(fd.get(), sent, Clock::now() + 5s, /*toEof=*/true);
+    EXPECT_EQ(result.end, "eof") << "client " << i;
+    EXPECT_EQ(result.received, sent) << "client " << i;
+  }
+  EXPECT_EQ(backend.accepted(), kClients);
+
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+  const std::vector<AccessRecord> records = accessRecords(daemon_->out());
+  ASSERT_EQ(records.size(), static_cast<size_t>(kClients)) << daemon_->out();
+  for (const AccessRecord& record : records) {
+    EXPECT_EQ(record.upstream, backend.address());
+    EXPECT_EQ(record.reason, "client_eof");
+  }
+}
+
+TEST_F(EvgateTest, ClosesTheClientWhenEveryEndpointIsDown) {
+  const uint16_t first = refusedPort();
+  const uint16_t second = refusedPort();
+  ASSERT_NE(first, 0);
+  ASSERT_NE(second, 0);
+  GatewaySetup setup;
+  setup.endpoints = {address(first), address(second)};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+
+  const Fd fd(connectTo(port_));
+  ASSERT_GE(fd.get(), 0) << std::strerror(errno);
+  const std::string outcome = waitClosed(fd.get(), Clock::now() + kPrompt);
+  EXPECT_TRUE(closedByPeer(outcome)) << outcome;
+
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+  const std::vector<AccessRecord> records = accessRecords(daemon_->out());
+  ASSERT_EQ(records.size(), 1u) << daemon_->out();
+  EXPECT_EQ(records[0].reason, "connect_failed");
+  EXPECT_EQ(records[0].upstream, "null");
+  EXPECT_EQ(records[0].bytesIn, 0u);
+  EXPECT_EQ(records[0].bytesOut, 0u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. and 8. Draining on SIGTERM.
+
+TEST_F(EvgateTest, DrainRefusesNewClientsAndExitsWhenTheLastFlowEnds) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  GatewaySetup setup;
+  setup.drainTimeout = "5s";
+  setup.endpoints = {backend.address()};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+
+  Fd client(connectTo(port_));
+  ASSERT_GE(client.get(), 0) << std::strerror(errno);
+  ASSERT_TRUE(echoes(client.get(), "before"));
+
+  const auto signalled = Clock::now();
+  ASSERT_TRUE(daemon_->signal(SIGTERM));
+  ASSERT_TRUE(daemon_->waitForOutput(std::regex(R"(SIGTERM: draining \d+ flows for up to 5000ms)"),
+                                     kPrompt, Process::Stream::kStderr))
+      << daemon_->err();
+
+  // Accepting stops on every worker soon after: a connect is refused. One that still got in
+  // before the last listening socket closed is closed again at once.
+  bool refused = false;
+  int lastError = 0;
+  for (const auto deadline = Clock::now() + kPrompt; !refused && Clock::now() < deadline;) {
+    const Fd probe(connectTo(port_));
+    lastError = errno;
+    refused = probe.get() < 0 && lastError == ECONNREFUSED;
+    if (!refused) ::poll(nullptr, 0, 5);
+  }
+  EXPECT_TRUE(refused) << "last connect: " << (lastError != 0 ? std::strerror(lastError) : "ok");
+
+  // The flow that was open goes on.
+  EXPECT_TRUE(echoes(client.get(), "during the drain"));
+  EXPECT_FALSE(daemon_->wait(0s)) << "exited with a flow open";
+
+  const auto closed = Clock::now();
+  client.reset();
+  const auto status = daemon_->wait(kPrompt);
+  ASSERT_TRUE(status) << "still draining after the last flow ended; stderr:\n" << daemon_->err();
+  EXPECT_EQ(status->code(), 0) << status->describe();
+  EXPECT_LT(Clock::now() - closed, 1s);
+  EXPECT_LT(Clock::now() - signalled, 4s);
+  EXPECT_NE(daemon_->err().find("drained; exiting"), std::string::npos) << daemon_->err();
+
+  // The drained client's record (6 + 16 bytes each way); probes that got in before accepting
+  // stopped may add records of their own.
+  bool found = false;
+  for (const AccessRecord& record : accessRecords(daemon_->out())) {
+    if (record.bytesIn == 6 + 16) {
+      found = true;
+      EXPECT_EQ(record.bytesOut, 6u + 16u);
+      EXPECT_EQ(record.reason, "client_eof");
+    }
+  }
+  EXPECT_TRUE(found) << daemon_->out();
+}
+
+TEST_F(EvgateTest, DrainTimeoutClosesIdleFlows) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  GatewaySetup setup;
+  setup.drainTimeout = "500ms";
+  setup.endpoints = {backend.address()};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+
+  constexpr int kClients = 20;
+  std::vector<Fd> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back(connectTo(port_));
+    ASSERT_GE(clients.back().get(), 0) << std::strerror(errno);
+    ASSERT_TRUE(echoes(clients.back().get(), "idle")) << "client " << i;
+  }
+
+  const auto signalled = Clock::now();
+  ASSERT_TRUE(daemon_->signal(SIGTERM));
+  const auto deadline = signalled + 3s;
+  for (int i = 0; i < kClients; ++i) {
+    const std::string outcome = waitClosed(clients[i].get(), deadline);
+    EXPECT_TRUE(closedByPeer(outcome)) << "client " << i << ": " << outcome;
+  }
+  const auto status = daemon_->wait(std::max<Clock::duration>(deadline - Clock::now(), 0s));
+  ASSERT_TRUE(status) << "still running 3 s after SIGTERM; stderr:\n" << daemon_->err();
+  EXPECT_EQ(status->code(), 0) << status->describe();
+  // Nothing is closed before the last fifth of the drain window.
+  EXPECT_GE(Clock::now() - signalled, 400ms);
+
+  const std::vector<AccessRecord> records = accessRecords(daemon_->out());
+  ASSERT_EQ(records.size(), static_cast<size_t>(kClients)) << daemon_->out();
+  for (const AccessRecord& record : records) {
+    EXPECT_EQ(record.reason, "drain");
+    EXPECT_EQ(record.bytesIn, 4u);
+    EXPECT_EQ(record.bytesOut, 4u);
+  }
+}
+
+TEST_F(EvgateTest, SecondSigtermClosesEveryFlowAtOnce) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  GatewaySetup setup;
+  setup.drainTimeout = "30s";
+  setup.endpoints = {backend.address()};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+
+  const Fd client(connectTo(port_));
+  ASSERT_GE(client.get(), 0) << std::strerror(errno);
+  ASSERT_TRUE(echoes(client.get(), "idle"));
+  ASSERT_TRUE(daemon_->signal(SIGTERM));
+  ASSERT_TRUE(
+      daemon_->waitForOutput(std::regex("SIGTERM: draining"), kPrompt, Process::Stream::kStderr))
+      << daemon_->err();
+  const auto second = Clock::now();
+  ASSERT_TRUE(daemon_->signal(SIGTERM));
+  const std::string outcome = waitClosed(client.get(), second + kPrompt);
+  EXPECT_TRUE(closedByPeer(outcome)) << outcome;
+  const auto status = daemon_->wait(kPrompt);
+  ASSERT_TRUE(status) << "still running after the second SIGTERM; stderr:\n" << daemon_->err();
+  EXPECT_EQ(status->code(), 0) << status->describe();
+  EXPECT_LT(Clock::now() - second, 1s);
+  EXPECT_NE(daemon_->err().find("second SIGTERM"), std::string::npos) << daemon_->err();
+  const std::vector<AccessRecord> records = accessRecords(daemon_->out());
+  ASSERT_EQ(records.size(), 1u) << daemon_->out();
+  EXPECT_EQ(records[0].reason, "drain");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Who may connect, and how many.
+
+TEST_F(EvgateTest, AllowListClosesOtherClientsWithoutConnecting) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  GatewaySetup setup;
+  setup.endpoints = {backend.address()};
+  setup.listenerKeys = {"allow: [ \"10.0.0.0/8\" ]"};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+
+  for (int i = 0; i < 3; ++i) {
+    const Fd fd(connectTo(port_));
+    ASSERT_GE(fd.get(), 0) << std::strerror(errno);
+    const std::string outcome = waitClosed(fd.get(), Clock::now() + kPrompt);
+    EXPECT_TRUE(closedByPeer(outcome)) << outcome;
+  }
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+  EXPECT_EQ(backend.accepted(), 0);
+}
+
+TEST_F(EvgateTest, MaxConnectionsClosesTheClientOverTheLimit) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  GatewaySetup setup;
+  setup.workers = 1;  // the limit is exact with one worker
+  setup.endpoints = {backend.address()};
+  setup.listenerKeys = {"max_connections: 2"};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+
+  Fd first(connectTo(port_));
+  Fd second(connectTo(port_));
+  ASSERT_GE(first.get(), 0);
+  ASSERT_GE(second.get(), 0);
+  ASSERT_TRUE(echoes(first.get(), "first"));
+  ASSERT_TRUE(echoes(second.get(), "second"));
+
+  {
+    const Fd third(connectTo(port_));
+    ASSERT_GE(third.get(), 0) << std::strerror(errno);
+    const std::string outcome = waitClosed(third.get(), Clock::now() + kPrompt);
+    EXPECT_TRUE(closedByPeer(outcome)) << outcome;
+  }
+  EXPECT_TRUE(echoes(first.get(), "first again"));
+  EXPECT_TRUE(echoes(second.get(), "second again"));
+  EXPECT_EQ(backend.accepted(), 2);
+
+  // Once a flow ends, its place is free again (the count drops when the daemon sees the close).
+  first.reset();
+  bool admitted = false;
+  for (const auto deadline = Clock::now() + kPrompt; !admitted && Clock::now() < deadline;) {
+    const Fd next(connectTo(port_));
+    admitted = next.get() >= 0 && echoes(next.get(), "next", 200ms);
+  }
+  EXPECT_TRUE(admitted);
+  EXPECT_TRUE(echoes(second.get(), "second still"));
+  second.reset();
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. An invalid --config.
+
+TEST_F(EvgateTest, InvalidConfigExitsOneWithoutListening) {
+  const uint16_t port = refusedPort();
+  ASSERT_NE(port, 0);
+  const std::string path = writeFile("evgate.yaml",
+                                     "drain_timeout: 5 s\n"
+                                     "clusters:\n"
+                                     "  - name: backends\n"
+                                     "    endpoints: [ \"127.0.0.1:9000\" ]\n"
+                                     "listeners:\n"
+                                     "  - name: web\n"
+                                     "    bind: " +
+                                         address(port) +
+                                         "\n"
+                                         "    cluster: other\n");
+  Process daemon({EVGATE_BINARY, "--config", path});
+  const Process::Exit status = runToExit(daemon);
+  EXPECT_EQ(status.code(), 1) << status.describe();
+  EXPECT_EQ(daemon.err(), path +
+                              ":1:16: drain_timeout: expected a duration like 5s, got \"5 s\"\n" +
+                              path + ":8:14: listeners[0].cluster: unknown cluster \"other\"\n");
+  EXPECT_EQ(daemon.out(), "");
+  const int fd = connectTo(port);
+  EXPECT_LT(fd, 0) << "something listens on " << address(port);
+  EXPECT_EQ(errno, ECONNREFUSED);
+  if (fd >= 0) ::close(fd);
+}
+
+}  // namespace
