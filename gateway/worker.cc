@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -55,28 +56,7 @@ void Worker::run(std::vector<Socket> sockets, std::promise<void>& ready) {
   // The base is created on this thread, which makes it the loop thread from the start.
   reactor::EventBase base;
   base_ = &base;
-  for (Socket& socket : sockets) {
-    auto accepting = std::make_unique<Accepting>();
-    accepting->worker = this;
-    accepting->state = socket.listener;
-    accepting->cluster = std::make_unique<WorkerCluster>(socket.listener->cluster,
-                                                         0x9e3779b97f4a7c15ULL * (index_ + 1));
-    const ListenerConfig& config = socket.listener->config;
-    accepting->settings = FlowSettings{config.bufferLimit,         config.idleTimeout,
-                                       config.halfCloseTimeout,    config.maxLifetime,
-                                       config.maxLifetimeJitter,   config.acceptProxyProtocol,
-                                       config.proxyProtocolTimeout};
-    accepting->listener =
-        reactor::Listener::adopt(base, onAccept, accepting.get(), reactor::Listener::kCloseOnFree,
-                                 /*backlog=*/0, socket.fd);
-    if (!accepting->listener) {
-      logError("worker " + std::to_string(index_) + ": cannot accept on listener " + config.name +
-               ": " + std::strerror(errno));
-      ::close(socket.fd);
-      continue;
-    }
-    accepting_.push_back(std::move(accepting));
-  }
+  for (Socket& socket : sockets) addListener(std::move(socket));
   ready.set_value();
   base.loop(reactor::kLoopNoExitOnEmpty);
   // Leaving: whatever is still open is closed (flows delete themselves at the end of the pass).
@@ -87,6 +67,59 @@ void Worker::run(std::vector<Socket> sockets, std::promise<void>& ready) {
   accepting_.clear();
   owned_.clear();
   base_ = nullptr;
+}
+
+std::shared_ptr<WorkerCluster> Worker::makePicker(std::shared_ptr<ClusterState> cluster) const {
+  return std::make_shared<WorkerCluster>(std::move(cluster), 0x9e3779b97f4a7c15ULL * (index_ + 1));
+}
+
+void Worker::addListener(Socket socket) {
+  auto accepting = std::make_unique<Accepting>();
+  accepting->worker = this;
+  accepting->state = socket.listener;
+  accepting->cluster = makePicker(socket.listener->cluster);
+  const ListenerConfig& config = socket.listener->config;
+  accepting->settings =
+      FlowSettings{config.bufferLimit,         config.idleTimeout,       config.halfCloseTimeout,
+                   config.maxLifetime,         config.maxLifetimeJitter, config.acceptProxyProtocol,
+                   config.proxyProtocolTimeout};
+  accepting->listener =
+      reactor::Listener::adopt(*base_.load(), onAccept, accepting.get(),
+                               reactor::Listener::kCloseOnFree, /*backlog=*/0, socket.fd);
+  if (!accepting->listener) {
+    logError("worker " + std::to_string(index_) + ": cannot accept on listener " + config.name +
+             ": " + std::strerror(errno));
+    ::close(socket.fd);
+    return;
+  }
+  accepting_.push_back(std::move(accepting));
+}
+
+std::future<void> Worker::apply(Changes changes) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> applied = done->get_future();
+  reactor::EventBase* base = base_.load();
+  if (base == nullptr) {
+    for (const Socket& socket : changes.add) ::close(socket.fd);
+    done->set_value();
+    return applied;
+  }
+  base->runInLoop([this, changes = std::move(changes), done]() mutable {
+    for (Socket& socket : changes.add) addListener(std::move(socket));
+    // Removing destroys the reactor listener (closing its socket); the flows it accepted keep
+    // their listener state and picker through their OpenFlow.
+    std::erase_if(accepting_, [&changes](const std::unique_ptr<Accepting>& accepting) {
+      return std::find(changes.remove.begin(), changes.remove.end(), accepting->state.get()) !=
+             changes.remove.end();
+    });
+    for (auto& [state, cluster] : changes.repick) {
+      for (auto& accepting : accepting_) {
+        if (accepting->state.get() == state) accepting->cluster = makePicker(cluster);
+      }
+    }
+    done->set_value();
+  });
+  return applied;
 }
 
 void Worker::onAccept(reactor::Listener&, int fd, const sockaddr* peer, socklen_t peerLen,
@@ -117,14 +150,17 @@ void Worker::accept(Accepting& accepting, int fd, const reactor::SocketAddress& 
   const uint64_t id = (uint64_t{index_} << 48) | ++nextFlow_;
   Flow* flow =
       Flow::start(*base_.load(), id, fd, peer, accepting.settings, *accepting.cluster, *this);
-  flows_.emplace(id, OpenFlow{flow, &listener});
+  flows_.emplace(id, OpenFlow{flow, accepting.state, accepting.cluster});
   flowCount_.store(flows_.size(), std::memory_order_relaxed);
 }
 
 void Worker::onFlowClosed(Flow& flow) {
   const auto it = flows_.find(flow.id());
   if (it == flows_.end()) return;
-  it->second.listener->connections.fetch_sub(1, std::memory_order_relaxed);
+  // The flow's listener state and picker stay alive until this returns: the flow may be the
+  // last user of a listener or cluster a reload replaced.
+  const OpenFlow ended = std::move(it->second);
+  ended.listener->connections.fetch_sub(1, std::memory_order_relaxed);
   flows_.erase(it);
   flowCount_.store(flows_.size(), std::memory_order_relaxed);
   accessLog_.write(accessLogLine(flow, std::chrono::system_clock::now()));
@@ -156,10 +192,20 @@ void Worker::closeFlows(size_t count, CloseReason reason) {
   }
 }
 
-void Worker::own(std::function<std::shared_ptr<void>(reactor::EventBase&)> make) {
+void Worker::own(std::string key, std::function<std::shared_ptr<void>(reactor::EventBase&)> make) {
   reactor::EventBase* base = base_.load();
   if (base == nullptr) return;
-  base->runInLoop([this, base, make = std::move(make)] { owned_.push_back(make(*base)); });
+  base->runInLoop([this, base, key = std::move(key), make = std::move(make)] {
+    // The old object (if any) is destroyed before the new one starts.
+    owned_.erase(key);
+    owned_.emplace(key, make(*base));
+  });
+}
+
+void Worker::disown(std::string key) {
+  reactor::EventBase* base = base_.load();
+  if (base == nullptr) return;
+  base->runInLoop([this, key = std::move(key)] { owned_.erase(key); });
 }
 
 void Worker::stop() {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gateway/cluster.h"
@@ -79,25 +80,48 @@ class Worker : private FlowObserver {
   // Stops the loop (flows still open are closed with kDrain first) and joins the thread. Called
   // by the owner only (not concurrently with itself).
   void stop();
-  // Runs `make` on the loop thread and keeps what it returns until the loop ends; it is then
-  // destroyed on the loop thread, before the EventBase (e.g. a cluster's HealthChecker). Does
-  // nothing if the loop is not running.
-  void own(std::function<std::shared_ptr<void>(reactor::EventBase&)> make);
+  // Runs `make` on the loop thread and keeps what it returns under `key` until disown(key) or
+  // the loop ends; it is then destroyed on the loop thread, before the EventBase (e.g. a
+  // cluster's HealthChecker). Owning under a key already in use replaces (destroys) the old
+  // object. Does nothing if the loop is not running.
+  void own(std::string key, std::function<std::shared_ptr<void>(reactor::EventBase&)> make);
+  // Destroys, on the loop thread, what own() keeps under `key`, if anything.
+  void disown(std::string key);
+
+  // A reload's share for this worker (see Gateway::reload).
+  struct Changes {
+    // New listeners: start accepting on these sockets (the worker owns the fds).
+    std::vector<Socket> add;
+    // Listeners to stop accepting on: their sockets close, their open flows go on (drain).
+    std::vector<const ListenerState*> remove;
+    // Listeners that stay but whose cluster changed: new flows use a picker for the new
+    // cluster; flows already open keep the old picker until they end.
+    std::vector<std::pair<const ListenerState*, std::shared_ptr<ClusterState>>> repick;
+  };
+  // Applies `changes` on the loop (adds before removes, so a listener replaced on the same
+  // address never has zero sockets); the future is ready once they are applied. If the loop is
+  // not running, closes the added sockets and returns a ready future.
+  std::future<void> apply(Changes changes);
 
   size_t flowCount() const { return flowCount_.load(std::memory_order_relaxed); }
   uint32_t index() const { return index_; }
 
  private:
-  // A listener on this worker: the reactor listener and this worker's picker for its cluster.
+  // A listener on this worker: the reactor listener and this worker's picker for its cluster for
+  // new flows. Each flow holds its own reference to the picker and the listener state it
+  // started with, so both outlive a reload that swaps the picker or removes the listener.
   struct Accepting {
     Worker* worker;
     std::shared_ptr<ListenerState> state;
-    std::unique_ptr<WorkerCluster> cluster;
+    std::shared_ptr<WorkerCluster> cluster;
     std::unique_ptr<reactor::Listener> listener;
     FlowSettings settings;
   };
 
   void run(std::vector<Socket> sockets, std::promise<void>& ready);
+  // Starts accepting on `socket` (loop thread); on failure logs, closes the fd and adds nothing.
+  void addListener(Socket socket);
+  std::shared_ptr<WorkerCluster> makePicker(std::shared_ptr<ClusterState> cluster) const;
   static void onAccept(reactor::Listener& listener, int fd, const sockaddr* peer, socklen_t peerLen,
                        void* arg);
   void accept(Accepting& accepting, int fd, const reactor::SocketAddress& peer);
@@ -114,15 +138,16 @@ class Worker : private FlowObserver {
   std::vector<std::unique_ptr<Accepting>> accepting_;
   struct OpenFlow {
     Flow* flow;
-    ListenerState* listener;
+    std::shared_ptr<ListenerState> listener;
+    std::shared_ptr<WorkerCluster> picker;  // the flow's UpstreamPicker: alive while it is
   };
   std::map<uint64_t, OpenFlow> flows_;  // by id, which grows with age: oldest first
   uint64_t nextFlow_ = 0;
 
   std::atomic<size_t> flowCount_{0};
 
-  // What own() made; loop thread only.
-  std::vector<std::shared_ptr<void>> owned_;
+  // What own() made, by key; loop thread only.
+  std::map<std::string, std::shared_ptr<void>> owned_;
 };
 
 }  // namespace evgate::gateway

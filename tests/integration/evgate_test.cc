@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -25,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "tests/integration/process.h"
@@ -832,6 +834,313 @@ TEST_F(EvgateTest, InvalidConfigExitsOneWithoutListening) {
   EXPECT_LT(fd, 0) << "something listens on " << address(port);
   EXPECT_EQ(errno, ECONNREFUSED);
   if (fd >= 0) ::close(fd);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. SIGHUP reload: only the difference is applied.
+
+// A listener of a reload test's configuration.
+struct ListenerSpec {
+  std::string name;
+  std::string bind = "127.0.0.1:0";
+  std::string cluster = "backends";
+};
+
+// A configuration with any listeners and one cluster per name -> endpoints entry.
+std::string reloadYaml(
+    const std::vector<std::pair<std::string, std::vector<std::string>>>& clusters,
+    const std::vector<ListenerSpec>& listeners) {
+  std::string yaml =
+      "workers: 2\n"
+      "drain_timeout: 5s\n"
+      "log: { format: text, level: info }\n"
+      "access_log: { mode: stdout }\n"
+      "clusters:\n";
+  for (const auto& [name, endpoints] : clusters) {
+    yaml += "  - name: " + name + "\n    endpoints: [";
+    for (size_t i = 0; i < endpoints.size(); ++i) {
+      yaml += (i == 0 ? " \"" : ", \"") + endpoints[i] + "\"";
+    }
+    yaml += " ]\n";
+  }
+  yaml += "listeners:\n";
+  for (const ListenerSpec& listener : listeners) {
+    yaml += "  - name: " + listener.name + "\n    bind: " + listener.bind +
+            "\n    cluster: " + listener.cluster + "\n";
+  }
+  return yaml;
+}
+
+size_t occurrences(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+class ReloadTest : public EvgateTest {
+ protected:
+  // Rewrites the configuration file, sends SIGHUP and waits for the reload's outcome line
+  // ("reloaded: ..." or "reload failed; ..."); returns that line.
+  std::string reload(const std::string& yaml) {
+    writeFile("evgate.yaml", yaml);
+    const size_t before = outcomes();
+    EXPECT_TRUE(daemon_->signal(SIGHUP));
+    const auto deadline = Clock::now() + kStartLimit;
+    while (outcomes() <= before && Clock::now() < deadline) {
+      // Reads the daemon's output for a moment (the pattern never matches).
+      daemon_->waitForOutput(std::regex("a^"), 20ms, Process::Stream::kStderr);
+    }
+    const std::string& err = daemon_->err();
+    const size_t last = std::max(lastOf(err, "reloaded: "), lastOf(err, "reload failed"));
+    if (outcomes() <= before || last == std::string::npos) {
+      ADD_FAILURE() << "no reload outcome; stderr:\n" << err;
+      return "";
+    }
+    return err.substr(last, err.find('\n', last) - last);
+  }
+
+  // The port listener `name` was last logged as listening on.
+  uint16_t portOf(const std::string& name) {
+    const std::regex pattern("listener " + name + R"( listening on 127\.0\.0\.1:(\d+))");
+    uint16_t port = 0;
+    const std::string& err = daemon_->err();
+    for (std::sregex_iterator it(err.begin(), err.end(), pattern), end; it != end; ++it) {
+      port = static_cast<uint16_t>(std::stoi((*it)[1].str()));
+    }
+    return port;
+  }
+
+ private:
+  size_t outcomes() const {
+    return occurrences(daemon_->err(), "reloaded: ") +
+           occurrences(daemon_->err(), "reload failed; configuration unchanged");
+  }
+  static size_t lastOf(const std::string& text, const std::string& needle) {
+    const size_t at = text.rfind(needle);
+    return at == std::string::npos ? 0 : at;
+  }
+};
+
+TEST_F(ReloadTest, AddedListenerRelaysAndFlowsOnTheOthersAreUntouched) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  ASSERT_NO_FATAL_FAILURE(startDaemon(reloadYaml({{"backends", {backend.address()}}}, {{"web"}})));
+  const Fd open(connectTo(port_));
+  ASSERT_GE(open.get(), 0) << std::strerror(errno);
+  ASSERT_TRUE(echoes(open.get(), "before"));
+
+  EXPECT_EQ(reload(reloadYaml({{"backends", {backend.address()}}}, {{"web"}, {"api"}})),
+            "reloaded: +1 listeners, -0 listeners, 0 clusters changed");
+  const uint16_t api = portOf("api");
+  ASSERT_NE(api, 0) << daemon_->err();
+  const Fd added(connectTo(api));
+  ASSERT_GE(added.get(), 0) << std::strerror(errno);
+  EXPECT_TRUE(echoes(added.get(), "through the new listener"));
+  EXPECT_TRUE(echoes(open.get(), "after"));
+  const Fd again(connectTo(port_));
+  ASSERT_GE(again.get(), 0) << std::strerror(errno);
+  EXPECT_TRUE(echoes(again.get(), "web still accepts"));
+
+  const Exchange last = exchange(open.get(), "bye", Clock::now() + 5s, /*toEof=*/true);
+  EXPECT_EQ(last.end, "eof");
+  EXPECT_EQ(last.received, "bye");
+}
+
+TEST_F(ReloadTest, RemovedListenerRefusesNewClientsAndDrainsItsFlows) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  ASSERT_NO_FATAL_FAILURE(
+      startDaemon(reloadYaml({{"backends", {backend.address()}}}, {{"web"}, {"api"}})));
+  ASSERT_TRUE(daemon_->waitForOutput(std::regex("listener api listening"), kStartLimit));
+  const uint16_t api = portOf("api");
+  ASSERT_NE(api, 0);
+  const Fd open(connectTo(api));
+  ASSERT_GE(open.get(), 0) << std::strerror(errno);
+  ASSERT_TRUE(echoes(open.get(), "before"));
+
+  EXPECT_EQ(reload(reloadYaml({{"backends", {backend.address()}}}, {{"web"}})),
+            "reloaded: +0 listeners, -1 listeners, 0 clusters changed");
+  const int refused = connectTo(api);
+  EXPECT_LT(refused, 0) << "api still accepts";
+  EXPECT_EQ(errno, ECONNREFUSED);
+  if (refused >= 0) ::close(refused);
+  // The flow accepted by the removed listener goes on until it ends.
+  EXPECT_TRUE(echoes(open.get(), "still relaying"));
+  const Exchange last = exchange(open.get(), "bye", Clock::now() + 5s, /*toEof=*/true);
+  EXPECT_EQ(last.end, "eof");
+  EXPECT_EQ(last.received, "bye");
+  const Fd web(connectTo(port_));
+  ASSERT_GE(web.get(), 0) << std::strerror(errno);
+  EXPECT_TRUE(echoes(web.get(), "web untouched"));
+}
+
+TEST_F(ReloadTest, ChangedClusterTakesNewFlowsWhileOpenFlowsStay) {
+  EchoServer before;
+  EchoServer after;
+  ASSERT_TRUE(before.ok());
+  ASSERT_TRUE(after.ok());
+  ASSERT_NO_FATAL_FAILURE(startDaemon(reloadYaml({{"backends", {before.address()}}}, {{"web"}})));
+  Fd old(connectTo(port_));
+  ASSERT_GE(old.get(), 0) << std::strerror(errno);
+  ASSERT_TRUE(echoes(old.get(), "old flow"));
+
+  EXPECT_EQ(reload(reloadYaml({{"backends", {after.address()}}}, {{"web"}})),
+            "reloaded: +0 listeners, -0 listeners, 1 clusters changed");
+  Fd fresh(connectTo(port_));
+  ASSERT_GE(fresh.get(), 0) << std::strerror(errno);
+  EXPECT_TRUE(echoes(fresh.get(), "new flow"));
+  EXPECT_TRUE(echoes(old.get(), "old flow still relays"));
+  EXPECT_EQ(before.accepted(), 1);
+  EXPECT_EQ(after.accepted(), 1);
+  old.reset();
+  fresh.reset();
+
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+  const std::vector<AccessRecord> records = accessRecords(daemon_->out());
+  ASSERT_EQ(records.size(), 2u) << daemon_->out();
+  std::vector<std::string> upstreams{records[0].upstream, records[1].upstream};
+  std::sort(upstreams.begin(), upstreams.end());
+  std::vector<std::string> expected{before.address(), after.address()};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(upstreams, expected);
+}
+
+TEST_F(ReloadTest, InvalidFileIsLoggedAndChangesNothing) {
+  EchoServer backend;
+  EchoServer other;
+  ASSERT_TRUE(backend.ok());
+  ASSERT_TRUE(other.ok());
+  ASSERT_NO_FATAL_FAILURE(startDaemon(reloadYaml({{"backends", {backend.address()}}}, {{"web"}})));
+  const Fd open(connectTo(port_));
+  ASSERT_GE(open.get(), 0) << std::strerror(errno);
+  ASSERT_TRUE(echoes(open.get(), "before"));
+
+  // A valid change (another endpoint, another listener) next to two errors: none of it applies.
+  std::string broken =
+      reloadYaml({{"backends", {other.address()}}}, {{"web"}, {"api", "127.0.0.1:0", "nope"}});
+  broken += "bogus_key: 1\n";
+  EXPECT_EQ(reload(broken), "reload failed; configuration unchanged");
+  const std::string path = (dir_ / "evgate.yaml").string();
+  // Every problem, as file:line:col: message, each on its own error line.
+  EXPECT_NE(daemon_->err().find(" error " + path +
+                                ":14:14: listeners[1].cluster: unknown cluster \"nope\"\n"),
+            std::string::npos)
+      << daemon_->err();
+  EXPECT_NE(daemon_->err().find(" error " + path + ":15:1: unknown key \"bogus_key\""),
+            std::string::npos)
+      << daemon_->err();
+  EXPECT_EQ(occurrences(daemon_->err(), "listener api listening"), 0u);
+
+  EXPECT_TRUE(echoes(open.get(), "after"));
+  const Fd fresh(connectTo(port_));
+  ASSERT_GE(fresh.get(), 0) << std::strerror(errno);
+  EXPECT_TRUE(echoes(fresh.get(), "same backend"));
+  EXPECT_EQ(backend.accepted(), 2);
+  EXPECT_EQ(other.accepted(), 0);
+}
+
+TEST_F(ReloadTest, BindConflictChangesNothing) {
+  EchoServer backend;
+  EchoServer other;
+  ASSERT_TRUE(backend.ok());
+  ASSERT_TRUE(other.ok());
+  // A port held by a socket without SO_REUSEPORT: evgate cannot bind it.
+  const Fd holder(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const sockaddr_in any = loopback(0);
+  ASSERT_EQ(::bind(holder.get(), reinterpret_cast<const sockaddr*>(&any), sizeof any), 0);
+  ASSERT_EQ(::listen(holder.get(), 1), 0);
+  const uint16_t taken = localPort(holder.get());
+  ASSERT_NO_FATAL_FAILURE(startDaemon(reloadYaml({{"backends", {backend.address()}}}, {{"web"}})));
+  const Fd open(connectTo(port_));
+  ASSERT_GE(open.get(), 0) << std::strerror(errno);
+  ASSERT_TRUE(echoes(open.get(), "before"));
+
+  // Adds a listener (fine) and one on the taken port, and changes the cluster: none of it applies.
+  EXPECT_EQ(reload(reloadYaml({{"backends", {other.address()}}},
+                              {{"web"}, {"api"}, {"clash", address(taken)}})),
+            "reload failed; configuration unchanged");
+  EXPECT_NE(daemon_->err().find("listener clash: cannot listen on " + address(taken)),
+            std::string::npos)
+      << daemon_->err();
+  EXPECT_EQ(occurrences(daemon_->err(), "listener api listening"), 0u);
+
+  EXPECT_TRUE(echoes(open.get(), "after"));
+  const Fd fresh(connectTo(port_));
+  ASSERT_GE(fresh.get(), 0) << std::strerror(errno);
+  EXPECT_TRUE(echoes(fresh.get(), "same backend"));
+  EXPECT_EQ(backend.accepted(), 2);
+  EXPECT_EQ(other.accepted(), 0);
+}
+
+TEST_F(ReloadTest, ChangedListenerOnTheSameAddressIsReplacedAndTheOldOneDrains) {
+  EchoServer before;
+  EchoServer after;
+  ASSERT_TRUE(before.ok());
+  ASSERT_TRUE(after.ok());
+  const uint16_t fixed = refusedPort();
+  ASSERT_NE(fixed, 0);
+  // Health-checked clusters: the reload replaces the checker of the changed one.
+  auto yaml = [&](const EchoServer& backend, const std::string& maxConnections) {
+    return "workers: 2\n"
+           "drain_timeout: 5s\n"
+           "log: { format: text, level: info }\n"
+           "access_log: { mode: stdout }\n"
+           "clusters:\n"
+           "  - name: backends\n"
+           "    endpoints: [ \"" +
+           backend.address() +
+           "\" ]\n"
+           "    health_check: { interval: 50ms, timeout: 40ms }\n"
+           "listeners:\n"
+           "  - name: web\n"
+           "    bind: " +
+           address(fixed) +
+           "\n"
+           "    cluster: backends\n"
+           "    max_connections: " +
+           maxConnections + "\n";
+  };
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yaml(before, "100")));
+  ASSERT_EQ(port_, fixed);
+  Fd old(connectTo(port_));
+  ASSERT_GE(old.get(), 0) << std::strerror(errno);
+  ASSERT_TRUE(echoes(old.get(), "old flow"));
+
+  EXPECT_EQ(reload(yaml(after, "200")), "reloaded: +1 listeners, -1 listeners, 1 clusters changed");
+  EXPECT_EQ(portOf("web"), fixed);
+  Fd fresh(connectTo(port_));
+  ASSERT_GE(fresh.get(), 0) << std::strerror(errno);
+  EXPECT_TRUE(echoes(fresh.get(), "new flow"));
+  EXPECT_TRUE(echoes(old.get(), "old flow still relays"));
+  const Exchange last = exchange(old.get(), "bye", Clock::now() + 5s, /*toEof=*/true);
+  EXPECT_EQ(last.end, "eof");
+  EXPECT_EQ(last.received, "bye");
+  old.reset();
+  fresh.reset();
+
+  // The same file again: nothing differs.
+  EXPECT_EQ(reload(yaml(after, "200")), "reloaded: +0 listeners, -0 listeners, 0 clusters changed");
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+  const std::vector<AccessRecord> records = accessRecords(daemon_->out());
+  ASSERT_EQ(records.size(), 2u) << daemon_->out();
+  // The two flows may end on different workers: their lines come in either order.
+  std::vector<std::string> upstreams{records[0].upstream, records[1].upstream};
+  std::sort(upstreams.begin(), upstreams.end());
+  std::vector<std::string> expected{before.address(), after.address()};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(upstreams, expected);
+}
+
+TEST_F(ReloadTest, EmbeddedDefaultHasNothingToReload) {
+  daemon_ = std::make_unique<Process>(std::vector<std::string>{EVGATE_BINARY});
+  ASSERT_TRUE(daemon_->started()) << daemon_->error();
+  ASSERT_TRUE(daemon_->waitForOutput(std::regex("started with"), kStartLimit)) << daemon_->err();
+  ASSERT_TRUE(daemon_->signal(SIGHUP));
+  EXPECT_TRUE(daemon_->waitForOutput(std::regex("there is no file to reload"), kStartLimit))
+      << daemon_->err();
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
 }
 
 }  // namespace
