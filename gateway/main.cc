@@ -18,9 +18,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "gateway/config/config_parser.h"
 #include "gateway/config/default_config.h"
@@ -33,7 +35,20 @@ namespace evgate::gateway {
 namespace {
 
 constexpr std::string_view kUsage =
-    "usage: evgate [--config FILE] | --check-config FILE | --version | --help\n";
+    "usage: evgate [--config FILE] [--log-format text|json] [--log-level LEVEL]\n"
+    "       evgate --check-config FILE\n"
+    "       evgate --version | --help\n"
+    "  --config FILE        run on FILE (default: the embedded configuration)\n"
+    "  --check-config FILE  print every problem in FILE as file:line:col: message, or ok\n"
+    "  --log-format F       text (default) or json; overrides log.format\n"
+    "  --log-level L        debug, info (default), warn or error; overrides log.level\n";
+
+// What the command line asked for.
+struct Options {
+  std::string configPath;  // empty: the embedded default
+  std::optional<LogFormat> logFormat;
+  std::optional<LogLevel> logLevel;
+};
 
 // How often a drain looks at the flows left; closing happens in these steps, so the end of a
 // drain is spread over many passes of every worker.
@@ -167,7 +182,8 @@ int checkConfig(const std::string& path) {
   return 0;
 }
 
-int run(const std::string& path) {
+int run(const Options& options) {
+  const std::string& path = options.configPath;
   const ConfigResult result =
       path.empty() ? parseConfig(defaultConfigYaml(), "<embedded default>") : loadConfigFile(path);
   if (!result.ok()) {
@@ -175,7 +191,8 @@ int run(const std::string& path) {
     return 1;
   }
   const Config& config = *result.config;
-  configureLog(config.log.format, config.log.level);
+  configureLog(options.logFormat.value_or(config.log.format),
+               options.logLevel.value_or(config.log.level));
 
   // Workers inherit the mask: the signals reach only the main thread's signalfd.
   sigset_t signals;
@@ -210,19 +227,58 @@ int run(const std::string& path) {
 }  // namespace
 }  // namespace evgate::gateway
 
-int main(int argc, char** argv) {
-  const std::string_view first = argc > 1 ? argv[1] : "";
-  if (argc == 1) return evgate::gateway::run("");
-  if (argc == 2 && (first == "--version" || first == "-V")) {
+namespace evgate::gateway {
+namespace {
+
+int usageError() {
+  std::fputs(kUsage.data(), stderr);
+  return 2;
+}
+
+std::optional<LogFormat> parseLogFormat(std::string_view text) {
+  if (text == "text") return LogFormat::kText;
+  if (text == "json") return LogFormat::kJson;
+  return std::nullopt;
+}
+
+std::optional<LogLevel> parseLogLevel(std::string_view text) {
+  if (text == "debug") return LogLevel::kDebug;
+  if (text == "info") return LogLevel::kInfo;
+  if (text == "warn") return LogLevel::kWarn;
+  if (text == "error") return LogLevel::kError;
+  return std::nullopt;
+}
+
+int mainWithArgs(const std::vector<std::string_view>& args) {
+  if (args.size() == 1 && (args[0] == "--version" || args[0] == "-V")) {
     std::printf("evgate %s\n", EVGATE_VERSION);
     return 0;
   }
-  if (argc == 2 && (first == "--help" || first == "-h")) {
-    std::fputs(evgate::gateway::kUsage.data(), stdout);
+  if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
+    std::fputs(kUsage.data(), stdout);
     return 0;
   }
-  if (argc == 3 && first == "--check-config") return evgate::gateway::checkConfig(argv[2]);
-  if (argc == 3 && first == "--config") return evgate::gateway::run(argv[2]);
-  std::fputs(evgate::gateway::kUsage.data(), stderr);
-  return 2;
+  if (args.size() == 2 && args[0] == "--check-config") return checkConfig(std::string(args[1]));
+  Options options;
+  for (size_t i = 0; i < args.size(); i += 2) {
+    if (i + 1 >= args.size()) return usageError();
+    const std::string_view value = args[i + 1];
+    if (args[i] == "--config" && options.configPath.empty() && !value.empty()) {
+      options.configPath = value;
+    } else if (args[i] == "--log-format" && parseLogFormat(value)) {
+      options.logFormat = parseLogFormat(value);
+    } else if (args[i] == "--log-level" && parseLogLevel(value)) {
+      options.logLevel = parseLogLevel(value);
+    } else {
+      return usageError();
+    }
+  }
+  return run(options);
+}
+
+}  // namespace
+}  // namespace evgate::gateway
+
+int main(int argc, char** argv) {
+  return evgate::gateway::mainWithArgs(std::vector<std::string_view>(argv + 1, argv + argc));
 }

@@ -23,6 +23,7 @@
 #include <optional>
 #include <random>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -513,6 +514,25 @@ TEST_F(EvgateTest, RunsOnTheEmbeddedDefaultAndStopsOnSigterm) {
   ASSERT_NO_FATAL_FAILURE(stopDaemon(kPrompt));
   EXPECT_LT(Clock::now() - start, 1s);
   EXPECT_EQ(daemon_->out(), "");
+}
+
+TEST_F(EvgateTest, LogsJsonLinesWithTheLogFormatFlag) {
+  daemon_ = std::make_unique<Process>(
+      std::vector<std::string>{EVGATE_BINARY, "--log-format", "json", "--log-level", "info"});
+  ASSERT_TRUE(daemon_->started()) << daemon_->error();
+  ASSERT_TRUE(daemon_->waitForOutput(std::regex(R"("msg":"no listeners configured")"), kStartLimit,
+                                     Process::Stream::kStderr))
+      << daemon_->err();
+  ASSERT_NO_FATAL_FAILURE(stopDaemon(kPrompt));
+  // Every line is one JSON object with a timestamp, a level and a message.
+  const std::regex jsonLine(
+      R"re(\{"ts":"[0-9T:.Z-]+","level":"(debug|info|warn|error)","msg":".*"\})re");
+  std::istringstream lines(daemon_->err());
+  int count = 0;
+  for (std::string line; std::getline(lines, line); ++count) {
+    EXPECT_TRUE(std::regex_match(line, jsonLine)) << line;
+  }
+  EXPECT_GE(count, 3);
 }
 
 // ---------------------------------------------------------------------------------------------
