@@ -766,6 +766,50 @@ TEST_F(EvgateTest, SecondSigtermClosesEveryFlowAtOnce) {
   EXPECT_EQ(records[0].reason, "drain");
 }
 
+TEST_F(EvgateTest, RelaysFromAnIpv6Listener) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  GatewaySetup setup;
+  setup.workers = 2;
+  setup.endpoints = {backend.address()};
+  std::string yaml = yamlFor(setup);
+  const std::string v4Bind = "bind: 127.0.0.1:0";
+  yaml.replace(yaml.find(v4Bind), v4Bind.size(), "bind: \"[::1]:0\"");
+  const std::string path = writeFile("evgate.yaml", yaml);
+  daemon_ = std::make_unique<Process>(std::vector<std::string>{EVGATE_BINARY, "--config", path});
+  ASSERT_TRUE(daemon_->started()) << daemon_->error();
+  const auto listening = daemon_->waitForOutput(
+      std::regex(R"(info listener web listening on \[::1\]:(\d+) -> cluster backends)"),
+      kStartLimit, Process::Stream::kStderr);
+  ASSERT_TRUE(listening) << daemon_->err();
+  const auto port = static_cast<uint16_t>(std::stoi((*listening)[1]));
+
+  const Fd client(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_port = htons(port);
+  addr.sin6_addr = in6addr_loopback;
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  const std::string payload = randomBytes(100000, 6);
+  ASSERT_EQ(::send(client.get(), payload.data(), payload.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(payload.size()));
+  ::shutdown(client.get(), SHUT_WR);
+  std::string echoed;
+  std::string buf(65536, '\0');
+  for (;;) {
+    pollfd p{client.get(), POLLIN, 0};
+    if (::poll(&p, 1, 10000) <= 0) break;
+    const ssize_t n = ::recv(client.get(), buf.data(), buf.size(), 0);
+    if (n <= 0) break;
+    echoed.append(buf.data(), static_cast<size_t>(n));
+  }
+  EXPECT_EQ(echoed, payload);
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+  const auto records = accessRecords(daemon_->out());
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].bytesIn, payload.size());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backpressure at the process level: a backend floods a client that does not read.
 
