@@ -15,6 +15,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # libevent: the reference the reactor is checked against (tests and benchmarks only)
   libevent-dev
+  # relay benchmark (scripts/bench-relay.sh): the proxies evgate is compared with, `ip` for the
+  # private network namespace
+  haproxy nginx libnginx-mod-stream iproute2
 )
 
 missing=()
@@ -33,6 +36,14 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo=(sudo)
 fi
 export DEBIAN_FRONTEND=noninteractive
+# nginx and haproxy must not start as system services: the benchmarks run them as plain
+# foreground processes on loopback. Debian's policy-rc.d protocol: exit 101 forbids the start.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+  "${sudo[@]}" chmod +x "$policy"
+  trap '"${sudo[@]}" rm -f "$policy"' EXIT
+fi
 echo "setup: installing ${missing[*]}"
 if ! "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; then
   "${sudo[@]}" apt-get update
