@@ -21,8 +21,10 @@ std::optional<uint16_t> parsePort(std::string_view text) {
   return static_cast<uint16_t>(value);
 }
 
+}  // namespace
+
 // inet_pton wants a NUL-terminated string; a NUL inside `host` would silently cut it short.
-bool parseHost(int family, std::string_view host, void* out) {
+bool parseIpAddress(int family, std::string_view host, void* out) {
   char text[INET6_ADDRSTRLEN];
   if (host.empty() || host.size() >= sizeof text) return false;
   if (host.find('\0') != std::string_view::npos) return false;
@@ -30,8 +32,6 @@ bool parseHost(int family, std::string_view host, void* out) {
   text[host.size()] = '\0';
   return inet_pton(family, text, out) == 1;
 }
-
-}  // namespace
 
 std::optional<SocketAddress> SocketAddress::parse(std::string_view text) {
   std::string_view host;
@@ -56,13 +56,13 @@ std::optional<SocketAddress> SocketAddress::parse(std::string_view text) {
   SocketAddress address;
   if (v6) {
     auto* in6 = reinterpret_cast<sockaddr_in6*>(&address.storage_);
-    if (!parseHost(AF_INET6, host, &in6->sin6_addr)) return std::nullopt;
+    if (!parseIpAddress(AF_INET6, host, &in6->sin6_addr)) return std::nullopt;
     in6->sin6_family = AF_INET6;
     in6->sin6_port = htons(*port);
     address.length_ = sizeof(sockaddr_in6);
   } else {
     auto* in4 = reinterpret_cast<sockaddr_in*>(&address.storage_);
-    if (!parseHost(AF_INET, host, &in4->sin_addr)) return std::nullopt;
+    if (!parseIpAddress(AF_INET, host, &in4->sin_addr)) return std::nullopt;
     in4->sin_family = AF_INET;
     in4->sin_port = htons(*port);
     address.length_ = sizeof(sockaddr_in);

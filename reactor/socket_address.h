@@ -50,4 +50,8 @@ class SocketAddress {
   socklen_t length_ = 0;
 };
 
+// Parses a bare IPv4 (AF_INET) or IPv6 (AF_INET6) address, without brackets or port, into `out`
+// (an in_addr or in6_addr). Strict: no surrounding spaces, no embedded NUL.
+bool parseIpAddress(int family, std::string_view host, void* out);
+
 }  // namespace evgate::reactor

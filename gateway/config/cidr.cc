@@ -25,16 +25,6 @@ std::optional<int> parsePrefix(std::string_view text, int max) {
   return value;
 }
 
-// inet_pton wants a NUL-terminated string; a NUL inside `host` would silently cut it short.
-bool parseHost(int family, std::string_view host, void* out) {
-  char text[INET6_ADDRSTRLEN];
-  if (host.empty() || host.size() >= sizeof text) return false;
-  if (host.find('\0') != std::string_view::npos) return false;
-  std::memcpy(text, host.data(), host.size());
-  text[host.size()] = '\0';
-  return inet_pton(family, text, out) == 1;
-}
-
 // Whether the first `bits` bits of `a` and `b` are equal.
 bool samePrefix(const uint8_t* a, const uint8_t* b, int bits) {
   const int whole = bits / 8;
@@ -57,7 +47,7 @@ std::optional<Cidr> Cidr::parseImpl(std::string_view text, bool mask) {
   Cidr cidr;
   cidr.family_ = host.find(':') == std::string_view::npos ? AF_INET : AF_INET6;
   const int maxPrefix = cidr.family_ == AF_INET ? 32 : 128;
-  if (!parseHost(cidr.family_, host, cidr.bytes_.data())) return std::nullopt;
+  if (!reactor::parseIpAddress(cidr.family_, host, cidr.bytes_.data())) return std::nullopt;
   if (slash == std::string_view::npos) {
     cidr.prefixLength_ = maxPrefix;
     return cidr;

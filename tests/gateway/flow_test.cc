@@ -24,10 +24,13 @@
 #include "reactor/event_base.h"
 #include "reactor/listener.h"
 #include "reactor/socket_address.h"
+#include "tests/gateway/blackhole.h"
 #include "tests/reactor/reactor_test_util.h"
 
 namespace evgate::gateway {
 namespace {
+
+using testing::Blackhole;
 
 using namespace std::chrono_literals;
 using reactor::BufferEvent;
@@ -292,31 +295,6 @@ SocketAddress refusedAddress() {
   EXPECT_EQ(::bind(fd.get(), a.data(), a.length()), 0);
   return *SocketAddress::localOf(fd.get());
 }
-
-// A loopback address whose SYNs are dropped: a socket listening with backlog 0 (an accept queue
-// of one) that never accepts, its queue filled by a few connects. Linux drops a SYN to a
-// listener whose accept queue is full (tcp_conn_request: "LISTENOVERFLOWS"), SYN cookies or not,
-// so a further connect stays in SYN_SENT until its own timeout.
-class Blackhole {
- public:
-  Blackhole() : listenFd_(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)) {
-    SocketAddress a = SocketAddress::loopbackV4();
-    EXPECT_EQ(::bind(listenFd_.get(), a.data(), a.length()), 0);
-    EXPECT_EQ(::listen(listenFd_.get(), 0), 0);
-    address_ = *SocketAddress::localOf(listenFd_.get());
-    for (int i = 0; i < 3; ++i) {
-      UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
-      (void)::connect(c.get(), address_.data(), address_.length());
-      fillers_.push_back(std::move(c));
-    }
-  }
-  const SocketAddress& address() const { return address_; }
-
- private:
-  UniqueFd listenFd_;
-  SocketAddress address_;
-  std::vector<UniqueFd> fillers_;
-};
 
 class FlowTest : public ::testing::Test {
  protected:

@@ -15,10 +15,13 @@
 #include "gateway/gateway.h"
 #include "reactor/event_base.h"
 #include "reactor/socket_address.h"
+#include "tests/gateway/blackhole.h"
 #include "tests/reactor/reactor_test_util.h"
 
 namespace evgate::gateway {
 namespace {
+
+using testing::Blackhole;
 
 using namespace std::chrono_literals;
 using reactor::SocketAddress;
@@ -33,26 +36,6 @@ UniqueFd listenOn(const SocketAddress& address, int backlog = SOMAXCONN) {
   EXPECT_EQ(::listen(fd.get(), backlog), 0);
   return fd;
 }
-
-// A loopback address whose SYNs are dropped (see flow_test.cc): a backlog-0 listener that never
-// accepts, its accept queue filled by a few connects, so a further connect stays in SYN_SENT.
-class Blackhole {
- public:
-  Blackhole() : listenFd_(listenOn(SocketAddress::loopbackV4(), 0)) {
-    address_ = *SocketAddress::localOf(listenFd_.get());
-    for (int i = 0; i < 3; ++i) {
-      UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
-      (void)::connect(c.get(), address_.data(), address_.length());
-      fillers_.push_back(std::move(c));
-    }
-  }
-  const SocketAddress& address() const { return address_; }
-
- private:
-  UniqueFd listenFd_;
-  SocketAddress address_;
-  std::vector<UniqueFd> fillers_;
-};
 
 ClusterConfig checkedCluster(std::vector<SocketAddress> endpoints, Duration interval,
                              Duration timeout, uint32_t unhealthy, uint32_t healthy) {
@@ -84,14 +67,14 @@ TEST_F(HealthCheckerTest, ThresholdsAreCountedExactlyBothWays) {
   // Closed between two checks (none is in flight right after one finished): every later check
   // is refused.
   listener.reset();
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   ASSERT_TRUE(runUntil([&] { return checker.checksDone(0) == 4; }));
   EXPECT_TRUE(state->healthy(0));
   EXPECT_TRUE(state->available(0));
   ASSERT_TRUE(runUntil([&] { return checker.checksDone(0) == 5; }));
   EXPECT_FALSE(state->healthy(0));
   EXPECT_FALSE(state->available(0));
-  const std::string log = testing::internal::GetCapturedStderr();
+  const std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(log.find("cluster hc endpoint " + address.toString() +
                      ": unhealthy (3 failed checks: connection refused)"),
             std::string::npos)
@@ -111,14 +94,14 @@ TEST_F(HealthCheckerTest, AnEndpointThatNeverAnswersFailsByTimeout) {
   Blackhole hole;
   auto state = std::make_shared<ClusterState>(checkedCluster({hole.address()}, 60ms, 30ms, 2, 1));
   HealthChecker checker(base_, state);
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   const auto t0 = std::chrono::steady_clock::now();
   checker.start();
   ASSERT_TRUE(runUntil([&] { return !state->healthy(0); }));
   // First check at once, timing out at 30 ms; the second starts at 60 ms and times out at 90 ms.
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 85ms);
   EXPECT_EQ(checker.checksDone(0), 2u);
-  const std::string log = testing::internal::GetCapturedStderr();
+  const std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(log.find("unhealthy (2 failed checks: timed out)"), std::string::npos) << log;
 }
 
