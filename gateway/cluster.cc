@@ -4,22 +4,30 @@
 
 namespace evgate::gateway {
 
-const char* toString(EndpointAdminState state) {
-  switch (state) {
-    case EndpointAdminState::kActive:
-      return "active";
-    case EndpointAdminState::kDraining:
-      return "draining";
-    case EndpointAdminState::kDisabled:
-      return "disabled";
-  }
-  return "?";
-}
-
 ClusterState::ClusterState(ClusterConfig config, Now now)
     : config_(std::move(config)),
       now_(std::move(now)),
-      endpoints_(new Endpoint[config_.endpoints.size()]) {}
+      endpoints_(new Endpoint[config_.endpoints.size()]) {
+  for (size_t i = 0; i < config_.endpoints.size(); ++i) {
+    endpoints_[i].admin.store(config_.endpoints[i].state, std::memory_order_relaxed);
+  }
+}
+
+void ClusterState::inheritHealth(const ClusterState& old) {
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  for (size_t i = 0; i < config_.endpoints.size(); ++i) {
+    const std::optional<size_t> before = old.indexOf(config_.endpoints[i].address);
+    if (!before) continue;
+    const Endpoint& from = old.endpoints_[*before];
+    Endpoint& to = endpoints_[i];
+    if (config_.healthCheck) to.healthy.store(from.healthy.load(kRelaxed), kRelaxed);
+    if (config_.outlier.consecutiveFailures != 0) {
+      to.failures.store(from.failures.load(kRelaxed), kRelaxed);
+      to.ejections.store(from.ejections.load(kRelaxed), kRelaxed);
+      to.ejectedUntil.store(from.ejectedUntil.load(kRelaxed), kRelaxed);
+    }
+  }
+}
 
 int64_t ClusterState::nowNanos() const {
   const reactor::TimePoint now = now_ ? now_() : std::chrono::steady_clock::now();

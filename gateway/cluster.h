@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gateway/config/config.h"
+#include "gateway/config/names.h"
 #include "gateway/flow.h"
 #include "gateway/load_balancer.h"
 #include "reactor/clock.h"
@@ -16,18 +17,14 @@
 
 namespace evgate::gateway {
 
-// What an operator allows an endpoint to do (admin API). kDraining: no new flows, the flows it
-// has go on; kDisabled: the same for the data plane (flows already open are not cut either).
-enum class EndpointAdminState : uint8_t { kActive, kDraining, kDisabled };
-
-const char* toString(EndpointAdminState state);
-
 // What every worker shares about one cluster: its configuration and, per endpoint, the live
 // connection count (least_connections and random_two read it) and the inputs that decide
 // whether it may take new flows:
 //   available(i) = healthy (active checks) && admin state kActive && not ejected (passive).
 // Endpoints start healthy: traffic flows before the first check has run, as with no checks at
-// all, and an endpoint that is really down is found by the checks or by passive ejection.
+// all, and an endpoint that is really down is found by the checks or by passive ejection. Each
+// starts in the admin state its EndpointConfig says; adminState(i) is the current one from then on
+// (config().endpoints[i].state stays what the state was created with).
 //
 // Passive ejection (config().outlier): every worker reports its connect results here; after
 // `consecutiveFailures` failed connects in a row the endpoint is ejected for a back-off that
@@ -46,6 +43,14 @@ class ClusterState {
   using Now = std::function<reactor::TimePoint()>;
 
   explicit ClusterState(ClusterConfig config, Now now = nullptr);
+
+  // Takes over, for every endpoint that `old` also has (same address), what `old` learned about
+  // it: the health flag (only if this cluster has health_check: without checks nothing would
+  // ever mark it healthy again) and the passive-ejection state (failures in a row, ejections,
+  // ejected-until; only if this cluster's outlier detection is on). Connection counts and admin
+  // states are not taken: flows count against the state they started with, and the admin state
+  // comes from the configuration. Call before any other thread uses this state (a reload).
+  void inheritHealth(const ClusterState& old);
 
   const ClusterConfig& config() const { return config_; }
   size_t endpointCount() const { return config_.endpoints.size(); }

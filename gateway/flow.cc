@@ -66,6 +66,7 @@ Flow::Flow(reactor::EventBase& base, uint64_t id, int clientFd,
   }
   auto& bev = peers_[kClient].bev;
   bev = BufferEvent::create(base, clientFd, BufferEvent::kCloseOnFree);
+  bev->setLabel("flow " + std::to_string(id) + " client");
   bev->setCallbacks(onRead, onWrite, onEvent, this);
   // The read high watermark holds the client's early bytes to bufferLimit while connecting;
   // once connected, the input is emptied after every read and the watermark never bites.
@@ -195,6 +196,7 @@ void Flow::connectNext() {
   tried_.push_back(*endpoint);
   auto& bev = peers_[kUpstream].bev;
   bev = BufferEvent::create(base_, -1, BufferEvent::kCloseOnFree);
+  bev->setLabel("flow " + std::to_string(id_) + " upstream");
   bev->setCallbacks(onRead, onWrite, onEvent, this);
   bev->setWatermark(reactor::kRead, 0, limit_);
   bev->setWatermark(reactor::kWrite, limit_ / 2, 0);

@@ -109,6 +109,9 @@ struct FlowSettings {
 // upstream first gets a v1 / v2 header: source client(), destination the accepted header's
 // destination if there was one, else the client socket's local address (the listener's).
 //
+// Events: in EventBase::dumpEvents() a flow's events are labelled "flow ID client read|write",
+// "flow ID upstream read|write" and "flow ID timer".
+//
 // Thread rule: loop thread only, for every method; a flow lives and dies on its loop.
 // Ownership: a flow owns itself. When it ends it closes both sockets, calls
 // observer.onFlowClosed() and deletes itself at the end of that loop iteration
@@ -151,6 +154,9 @@ class Flow : public reactor::DeferredDeletable {
   uint64_t bytesFromUpstream() const { return bytesFromUpstream_; }
   // Bytes held in both sides' inputs and outputs right now.
   size_t bufferedBytes() const;
+  // The loop's time of the last activity (a byte read from either side, an output drained to its
+  // low watermark, or the start): what idle_timeout measures from.
+  TimePoint lastActivity() const { return lastActivity_; }
   State state() const { return state_; }
   // kNone until the flow is closed.
   CloseReason closeReason() const { return closeReason_; }

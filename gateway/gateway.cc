@@ -3,6 +3,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <future>
@@ -29,7 +31,39 @@ int openListeningSocket(const reactor::SocketAddress& address) {
   return fd;
 }
 
-Gateway::Gateway(Config config) : config_(std::move(config)), accessLog_(config_.accessLog) {}
+namespace {
+
+// Listener ids: unique in the process, whatever Gateway made the listener.
+std::atomic<uint64_t> lastListenerId{0};
+
+uint64_t nextListenerId() { return lastListenerId.fetch_add(1, std::memory_order_relaxed) + 1; }
+
+// The value a worker's future holds, or `fallback` if the worker's loop ended before answering.
+template <typename T>
+T resultOf(std::future<T>& future, T fallback) {
+  try {
+    return future.get();
+  } catch (const std::future_error&) {
+    return fallback;
+  }
+}
+
+// Whether `a` and `b` differ in nothing but their endpoints' admin states.
+bool onlyEndpointStatesDiffer(const ClusterConfig& a, const ClusterConfig& b) {
+  if (a.endpoints.size() != b.endpoints.size()) return false;
+  ClusterConfig withStates = a;
+  for (size_t i = 0; i < a.endpoints.size(); ++i) {
+    withStates.endpoints[i].state = b.endpoints[i].state;
+  }
+  return withStates == b;
+}
+
+}  // namespace
+
+Gateway::Gateway(Config config, SocketOpener openSocket)
+    : config_(std::move(config)),
+      openSocket_(openSocket ? std::move(openSocket) : SocketOpener(openListeningSocket)),
+      accessLog_(config_.accessLog) {}
 
 Gateway::~Gateway() { stop(); }
 
@@ -37,7 +71,7 @@ std::optional<std::string> Gateway::openSockets(ListenerState& listener,
                                                 std::vector<int>& fds) const {
   reactor::SocketAddress address = listener.config.bind;
   for (uint32_t w = 0; w < workerCount_; ++w) {
-    const int fd = openListeningSocket(address);
+    const int fd = openSocket_(address);
     if (fd < 0) {
       const std::string error = "listener " + listener.config.name + ": cannot listen on " +
                                 address.toString() + ": " + std::strerror(errno);
@@ -46,18 +80,36 @@ std::optional<std::string> Gateway::openSockets(ListenerState& listener,
       return error;
     }
     // Port 0: the first socket got a port from the kernel; the others share it.
-    if (w == 0) address = *reactor::SocketAddress::localOf(fd);
+    if (w == 0) address = reactor::SocketAddress::localOf(fd).value_or(address);
     fds.push_back(fd);
   }
   listener.bound = address;
   return std::nullopt;
 }
 
+std::optional<std::string> Gateway::prepareAll(std::vector<std::vector<Worker::Socket>> sockets) {
+  std::vector<std::future<std::optional<std::string>>> prepared;
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    prepared.push_back(workers_[w]->prepare(std::move(sockets[w])));
+  }
+  std::optional<std::string> error;
+  for (auto& future : prepared) {
+    std::optional<std::string> result = resultOf(future, std::optional<std::string>());
+    if (result && !error) error = std::move(result);
+  }
+  if (!error) return std::nullopt;
+  std::vector<std::future<void>> aborted;
+  for (auto& worker : workers_) aborted.push_back(worker->abort());
+  for (auto& future : aborted) future.wait();
+  return error;
+}
+
 void Gateway::startHealthChecker(const std::shared_ptr<ClusterState>& cluster) {
   if (!cluster->config().healthCheck) return;
+  NoticeSink* notices = notices_;
   workers_.front()->own("health:" + cluster->config().name,
-                        [cluster](reactor::EventBase& base) -> std::shared_ptr<void> {
-                          auto checker = std::make_shared<HealthChecker>(base, cluster);
+                        [cluster, notices](reactor::EventBase& base) -> std::shared_ptr<void> {
+                          auto checker = std::make_shared<HealthChecker>(base, cluster, notices);
                           checker->start();
                           return checker;
                         });
@@ -73,36 +125,47 @@ std::optional<std::string> Gateway::start() {
   }
   // Every socket is opened before any worker starts; on failure all of them are closed again.
   std::vector<std::vector<Worker::Socket>> sockets(workerCount_);
+  auto fail = [&](std::string error) {
+    for (auto& perWorker : sockets) {
+      for (Worker::Socket& socket : perWorker) ::close(socket.fd);
+    }
+    clusters_.clear();
+    listeners_.clear();
+    return std::optional<std::string>(std::move(error));
+  };
   for (const ListenerConfig& listenerConfig : config_.listeners) {
-    auto listener = std::make_shared<ListenerState>();
-    listener->config = listenerConfig;
+    auto listener = std::make_shared<ListenerState>(nextListenerId(), listenerConfig);
     for (size_t i = 0; i < config_.clusters.size(); ++i) {
       if (config_.clusters[i].name == listenerConfig.cluster) listener->cluster = clusters_[i];
     }
     std::vector<int> fds;
-    if (auto error = openSockets(*listener, fds)) {
-      for (auto& perWorker : sockets) {
-        for (Worker::Socket& socket : perWorker) ::close(socket.fd);
-      }
-      clusters_.clear();
-      listeners_.clear();
-      return error;
+    if (auto error = openSockets(*listener, fds)) return fail(std::move(*error));
+    auto snapshot = std::make_shared<const ListenerConfig>(listenerConfig);
+    for (uint32_t w = 0; w < workerCount_; ++w) {
+      sockets[w].push_back(Worker::Socket{listener, fds[w], snapshot, listener->cluster});
     }
-    for (uint32_t w = 0; w < workerCount_; ++w)
-      sockets[w].push_back(Worker::Socket{listener, fds[w]});
     listeners_.push_back(std::move(listener));
   }
   for (uint32_t w = 0; w < workerCount_; ++w) {
-    workers_.push_back(std::make_unique<Worker>(w, accessLog_));
-    workers_.back()->start(std::move(sockets[w]));
+    workers_.push_back(std::make_unique<Worker>(w, accessLog_, notices_));
+    workers_.back()->start();
   }
+  if (auto error = prepareAll(std::move(sockets))) {
+    stop();
+    clusters_.clear();
+    listeners_.clear();
+    return error;
+  }
+  std::vector<std::future<void>> committed;
+  for (auto& worker : workers_) committed.push_back(worker->commit({}));
+  for (auto& future : committed) future.wait();
   // Active health checks run on worker 0's loop: one prober per cluster is enough, and the
   // results reach every worker through the shared ClusterState.
   for (const auto& cluster : clusters_) startHealthChecker(cluster);
   return std::nullopt;
 }
 
-std::optional<std::string> Gateway::reload(Config next) {
+std::optional<std::string> Gateway::reload(Config next, std::string_view cause) {
   if (workers_.empty()) return std::string("reload: the gateway is not running");
 
   // What only a restart can change keeps its running value.
@@ -125,23 +188,34 @@ std::optional<std::string> Gateway::reload(Config next) {
   next.accessLog = config_.accessLog;
   next.stateFile = config_.stateFile;
 
-  // Clusters, by name: an unchanged one keeps its state (counts, health, ejections).
-  std::vector<std::shared_ptr<ClusterState>> clusters;
+  // Clusters, by name: an unchanged one keeps its state (counts, health, ejections), and so does
+  // one whose endpoints only changed admin state (set below, once nothing can fail).
+  std::vector<std::shared_ptr<ClusterState>> clusters;  // parallel to next.clusters
+  std::vector<std::shared_ptr<ClusterState>> adminStatesChanged;
   std::vector<std::shared_ptr<ClusterState>> checkersToStart;
   std::vector<std::string> checkersToStop;
   size_t clustersChanged = 0;
   for (const ClusterConfig& cluster : next.clusters) {
     const ClusterConfig* old = config_.findCluster(cluster.name);
+    std::shared_ptr<ClusterState> oldState;
+    for (const auto& state : clusters_) {
+      if (state->config().name == cluster.name) oldState = state;
+    }
     if (old != nullptr && *old == cluster) {
-      for (const auto& state : clusters_) {
-        if (state->config().name == cluster.name) clusters.push_back(state);
-      }
+      clusters.push_back(oldState);
       continue;
     }
     ++clustersChanged;
-    clusters.push_back(std::make_shared<ClusterState>(cluster));
+    if (old != nullptr && onlyEndpointStatesDiffer(*old, cluster)) {
+      clusters.push_back(oldState);
+      adminStatesChanged.push_back(oldState);
+      continue;
+    }
+    auto state = std::make_shared<ClusterState>(cluster);
+    if (oldState) state->inheritHealth(*oldState);
+    clusters.push_back(state);
     if (old != nullptr && old->healthCheck) checkersToStop.push_back(cluster.name);
-    if (cluster.healthCheck) checkersToStart.push_back(clusters.back());
+    if (cluster.healthCheck) checkersToStart.push_back(std::move(state));
   }
   for (const ClusterConfig& old : config_.clusters) {
     if (next.findCluster(old.name) != nullptr) continue;
@@ -155,16 +229,23 @@ std::optional<std::string> Gateway::reload(Config next) {
     return nullptr;  // the parser rejects a dangling reference
   };
 
-  // Listeners, by name. A changed one is replaced: new sockets (opened while the old ones still
-  // accept), and the old one drains.
+  // Listeners, by name. One on the same address is updated in place; one whose bind changed is
+  // replaced: new sockets (opened while the old ones still accept), and the old one drains.
   std::vector<std::shared_ptr<ListenerState>> listeners;
+  std::vector<std::vector<Worker::Socket>> sockets(workers_.size());
   std::vector<Worker::Changes> changes(workers_.size());
   std::vector<std::shared_ptr<ListenerState>> added;
-  std::vector<std::pair<ListenerState*, std::shared_ptr<ClusterState>>> repicked;
+  struct InPlace {
+    std::shared_ptr<ListenerState> listener;
+    const ListenerConfig* config;
+    std::shared_ptr<ClusterState> cluster;
+  };
+  std::vector<InPlace> inPlace;
   size_t removedCount = 0;
-  auto closeAdded = [&changes] {
-    for (Worker::Changes& change : changes) {
-      for (const Worker::Socket& socket : change.add) ::close(socket.fd);
+  size_t updatedCount = 0;
+  auto closeAdded = [&sockets] {
+    for (auto& perWorker : sockets) {
+      for (const Worker::Socket& socket : perWorker) ::close(socket.fd);
     }
   };
   for (const ListenerConfig& config : next.listeners) {
@@ -172,25 +253,30 @@ std::optional<std::string> Gateway::reload(Config next) {
     for (const auto& state : listeners_) {
       if (state->config.name == config.name) old = state;
     }
-    if (old != nullptr && old->config == config) {
-      std::shared_ptr<ClusterState> cluster = clusterNamed(config.cluster);
-      if (cluster != old->cluster) {
-        for (Worker::Changes& change : changes) change.repick.emplace_back(old.get(), cluster);
-        repicked.emplace_back(old.get(), std::move(cluster));
+    std::shared_ptr<ClusterState> cluster = clusterNamed(config.cluster);
+    if (old != nullptr && old->config.bind == config.bind) {
+      if (old->config != config || cluster != old->cluster) {
+        // Only a new ClusterState (same configuration) is not counted: the listener is the same.
+        if (old->config != config) ++updatedCount;
+        auto snapshot = std::make_shared<const ListenerConfig>(config);
+        for (Worker::Changes& change : changes) {
+          change.update.push_back(Worker::Update{old.get(), snapshot, cluster});
+        }
+        inPlace.push_back(InPlace{old, &config, cluster});
       }
       listeners.push_back(std::move(old));
       continue;
     }
-    auto listener = std::make_shared<ListenerState>();
-    listener->config = config;
-    listener->cluster = clusterNamed(config.cluster);
+    auto listener = std::make_shared<ListenerState>(nextListenerId(), config);
+    listener->cluster = cluster;
     std::vector<int> fds;
     if (auto error = openSockets(*listener, fds)) {
       closeAdded();
       return error;
     }
+    auto snapshot = std::make_shared<const ListenerConfig>(config);
     for (size_t w = 0; w < workers_.size(); ++w) {
-      changes[w].add.push_back(Worker::Socket{listener, fds[w]});
+      sockets[w].push_back(Worker::Socket{listener, fds[w], snapshot, cluster});
     }
     if (old != nullptr) {
       for (Worker::Changes& change : changes) change.remove.push_back(old.get());
@@ -205,27 +291,43 @@ std::optional<std::string> Gateway::reload(Config next) {
     ++removedCount;
   }
 
-  // Nothing can fail from here on. The workers never read ListenerState::cluster after they
-  // started accepting on a listener, so the owner may update it.
-  for (auto& [listener, cluster] : repicked) listener->cluster = cluster;
+  // Every worker takes its new sockets, not accepting yet; if one cannot, none changes anything.
+  if (auto error = prepareAll(std::move(sockets))) return error;
+
+  // Nothing can fail from here on. The workers keep their own copies of what they read, so the
+  // owner may update the shared states.
+  for (const auto& state : adminStatesChanged) {
+    const ClusterConfig& config = *next.findCluster(state->config().name);
+    for (size_t i = 0; i < config.endpoints.size(); ++i) {
+      state->setAdminState(i, config.endpoints[i].state);
+    }
+  }
+  for (const InPlace& change : inPlace) {
+    change.listener->config = *change.config;
+    change.listener->cluster = change.cluster;
+  }
   std::vector<std::future<void>> applied;
   for (size_t w = 0; w < workers_.size(); ++w) {
-    applied.push_back(workers_[w]->apply(std::move(changes[w])));
+    applied.push_back(workers_[w]->commit(std::move(changes[w])));
   }
   for (const std::string& name : checkersToStop) workers_.front()->disown("health:" + name);
   for (const auto& cluster : checkersToStart) startHealthChecker(cluster);
   for (std::future<void>& future : applied) future.wait();
+  // After the workers applied it: paused is what they do, not what they are about to do.
+  for (const InPlace& change : inPlace) change.listener->paused = change.config->paused;
 
   listeners_ = std::move(listeners);
   clusters_ = std::move(clusters);
   config_ = std::move(next);
   for (const auto& listener : added) {
-    logInfo("listener " + listener->config.name + " listening on " + listener->bound.toString() +
-            " -> cluster " + listener->config.cluster);
+    logInfo("listener " + listener->config.name + (listener->config.paused ? " (paused)" : "") +
+            " listening on " + listener->bound.toString() + " -> cluster " +
+            listener->config.cluster);
   }
-  logInfo("reloaded: +" + std::to_string(added.size()) + " listeners, -" +
-          std::to_string(removedCount) + " listeners, " + std::to_string(clustersChanged) +
-          " clusters changed");
+  logInfo("reloaded" + (cause.empty() ? std::string() : " (" + std::string(cause) + ")") + ": +" +
+          std::to_string(added.size()) + " listeners, -" + std::to_string(removedCount) +
+          " listeners, " + std::to_string(updatedCount) + " listeners updated, " +
+          std::to_string(clustersChanged) + " clusters changed");
   return std::nullopt;
 }
 
@@ -239,8 +341,71 @@ size_t Gateway::flowCount() const {
   return count;
 }
 
-void Gateway::closeFlows(size_t perWorker, CloseReason reason) {
-  for (auto& worker : workers_) worker->closeFlows(perWorker, reason);
+std::vector<FlowInfo> Gateway::listFlows(const FlowFilter& filter, uint64_t afterId,
+                                         size_t limit) const {
+  std::vector<std::future<std::vector<FlowInfo>>> parts;
+  for (const auto& worker : workers_) parts.push_back(worker->listFlows(filter, afterId, limit));
+  std::vector<FlowInfo> flows;
+  // Each worker sent its `limit` lowest ids: the lowest `limit` of all are among them.
+  for (auto& part : parts) {
+    for (FlowInfo& flow : resultOf(part, std::vector<FlowInfo>())) flows.push_back(std::move(flow));
+  }
+  std::sort(flows.begin(), flows.end(),
+            [](const FlowInfo& a, const FlowInfo& b) { return a.id < b.id; });
+  if (flows.size() > limit) flows.resize(limit);
+  return flows;
+}
+
+size_t Gateway::countFlows(const FlowFilter& filter) const {
+  std::vector<std::future<size_t>> parts;
+  for (const auto& worker : workers_) parts.push_back(worker->countFlows(filter));
+  size_t count = 0;
+  for (auto& part : parts) count += resultOf(part, size_t{0});
+  return count;
+}
+
+bool Gateway::closeFlow(uint64_t id, CloseReason reason) {
+  const uint32_t worker = Worker::workerOfFlow(id);
+  if (worker >= workers_.size()) return false;
+  std::future<size_t> closed = workers_[worker]->closeFlows({id}, reason);
+  return resultOf(closed, size_t{0}) == 1;
+}
+
+size_t Gateway::closeFlows(const FlowFilter& filter, size_t max, CloseReason reason) {
+  if (max == 0 || workers_.empty()) return 0;
+  std::vector<std::future<std::vector<Worker::FlowAge>>> parts;
+  for (const auto& worker : workers_) parts.push_back(worker->oldestFlows(filter, max));
+  std::vector<Worker::FlowAge> oldest;
+  for (auto& part : parts) {
+    for (const Worker::FlowAge& flow : resultOf(part, std::vector<Worker::FlowAge>())) {
+      oldest.push_back(flow);
+    }
+  }
+  // The loops share the monotonic clock, so start times compare across workers.
+  std::sort(oldest.begin(), oldest.end(), [](const Worker::FlowAge& a, const Worker::FlowAge& b) {
+    return a.start != b.start ? a.start < b.start : a.id < b.id;
+  });
+  if (oldest.size() > max) oldest.resize(max);
+  std::vector<std::vector<uint64_t>> ids(workers_.size());
+  for (const Worker::FlowAge& flow : oldest) ids[Worker::workerOfFlow(flow.id)].push_back(flow.id);
+  std::vector<std::future<size_t>> closing;
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    if (!ids[w].empty()) closing.push_back(workers_[w]->closeFlows(std::move(ids[w]), reason));
+  }
+  size_t closed = 0;
+  for (auto& future : closing) closed += resultOf(future, size_t{0});
+  return closed;
+}
+
+std::vector<LoopEvents> Gateway::listEvents() const {
+  std::vector<std::future<std::vector<reactor::EventInfo>>> parts;
+  for (const auto& worker : workers_) parts.push_back(worker->dumpEvents());
+  std::vector<LoopEvents> loops;
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    loops.push_back(LoopEvents{"worker-" + std::to_string(w),
+                               resultOf(parts[w], std::vector<reactor::EventInfo>())});
+  }
+  return loops;
 }
 
 void Gateway::stop() {

@@ -23,12 +23,13 @@ std::string describe(int error) {
 HealthChecker::Target::Target(HealthChecker& checker, size_t endpoint)
     : owner(checker), index(endpoint), timer(checker.base_, onTimer, this) {}
 
-HealthChecker::HealthChecker(reactor::EventBase& base, std::shared_ptr<ClusterState> cluster)
-    : base_(base), cluster_(std::move(cluster)) {
+HealthChecker::HealthChecker(reactor::EventBase& base, std::shared_ptr<ClusterState> cluster,
+                             NoticeSink* notices)
+    : base_(base), cluster_(std::move(cluster)), notices_(notices) {
   targets_.reserve(cluster_->endpointCount());
   for (size_t i = 0; i < cluster_->endpointCount(); ++i) {
     targets_.push_back(std::make_unique<Target>(*this, i));
-    targets_.back()->timer.setLabel("health check " + endpointName(i));
+    targets_.back()->timer.setLabel(eventLabel(i));
   }
 }
 
@@ -61,6 +62,7 @@ void HealthChecker::startCheck(Target& target) {
   const reactor::SocketAddress& address = cluster_->config().endpoints[target.index].address;
   target.checkStarted = base_.now();
   target.probe = reactor::BufferEvent::create(base_, -1, reactor::BufferEvent::kCloseOnFree);
+  target.probe->setLabel(eventLabel(target.index) + " probe");
   target.probe->setCallbacks(nullptr, nullptr, onProbeEvent, &target);
   if (target.probe->connect(address.data(), address.length()) != 0) {
     // Failed at once (no socket, unreachable network...): nothing will be reported.
@@ -90,16 +92,18 @@ void HealthChecker::finishCheck(Target& target, bool ok, const std::string& why)
     target.failures = 0;
     if (!healthy && ++target.successes >= config.healthyThreshold) {
       cluster_->setHealthy(target.index, true);
-      logInfo(endpointName(target.index) + ": healthy again (" + std::to_string(target.successes) +
-              " passed checks)");
+      const std::string detail = std::to_string(target.successes) + " passed checks";
+      logInfo(endpointName(target.index) + ": healthy again (" + detail + ")");
+      publish(Notice::Type::kEndpointHealthy, target.index, detail);
       target.successes = 0;
     }
   } else {
     target.successes = 0;
     if (healthy && ++target.failures >= config.unhealthyThreshold) {
       cluster_->setHealthy(target.index, false);
-      logWarn(endpointName(target.index) + ": unhealthy (" + std::to_string(target.failures) +
-              " failed checks: " + why + ")");
+      const std::string detail = std::to_string(target.failures) + " failed checks: " + why;
+      logWarn(endpointName(target.index) + ": unhealthy (" + detail + ")");
+      publish(Notice::Type::kEndpointUnhealthy, target.index, detail);
       target.failures = 0;
     }
   }
@@ -112,6 +116,24 @@ void HealthChecker::finishCheck(Target& target, bool ok, const std::string& why)
 std::string HealthChecker::endpointName(size_t index) const {
   return "cluster " + cluster_->config().name + " endpoint " +
          cluster_->config().endpoints[index].address.toString();
+}
+
+std::string HealthChecker::eventLabel(size_t index) const {
+  return "health " + cluster_->config().name + " " +
+         cluster_->config().endpoints[index].address.toString();
+}
+
+void HealthChecker::publish(Notice::Type type, size_t index, std::string detail) const {
+  if (notices_ == nullptr) return;
+  Notice notice{type,
+                "",
+                cluster_->config().name,
+                cluster_->config().endpoints[index].address.toString(),
+                0,
+                reactor::SocketAddress(),
+                std::move(detail),
+                std::chrono::system_clock::now()};
+  notices_->publish(std::move(notice));
 }
 
 }  // namespace evgate::gateway

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gateway/cluster.h"
+#include "gateway/notice.h"
 #include "reactor/buffer_event.h"
 #include "reactor/event.h"
 #include "reactor/event_base.h"
@@ -23,12 +24,19 @@ namespace evgate::gateway {
 // most the first interval (and at most 1 s) so that a cluster's endpoints are not all probed in
 // the same instant, and that offset then carries over to every later round.
 //
+// Each transition is also published to the NoticeSink, if there is one (kEndpointHealthy /
+// kEndpointUnhealthy, with the cluster, the endpoint and the why of the log line as detail).
+// Events: an endpoint's timer is labelled "health CLUSTER ENDPOINT" in dumpEvents(), its probe's
+// socket events "health CLUSTER ENDPOINT probe read|write".
+//
 // One checker per cluster is enough: the results reach every worker through the shared
 // ClusterState. Thread rule: the base's loop thread only, construction and destruction
 // included. It must not outlive its base.
 class HealthChecker {
  public:
-  HealthChecker(reactor::EventBase& base, std::shared_ptr<ClusterState> cluster);
+  // `notices`: may be null; if set it must outlive the checker.
+  HealthChecker(reactor::EventBase& base, std::shared_ptr<ClusterState> cluster,
+                NoticeSink* notices = nullptr);
   // Cancels the timers and any check in flight.
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
@@ -64,9 +72,13 @@ class HealthChecker {
   // Ends the check in flight (if any) with its result and schedules the next one.
   void finishCheck(Target& target, bool ok, const std::string& why);
   std::string endpointName(size_t index) const;
+  // "health CLUSTER ENDPOINT": the owner label of the endpoint's events.
+  std::string eventLabel(size_t index) const;
+  void publish(Notice::Type type, size_t index, std::string detail) const;
 
   reactor::EventBase& base_;
   const std::shared_ptr<ClusterState> cluster_;
+  NoticeSink* const notices_;
   std::vector<std::unique_ptr<Target>> targets_;
 };
 

@@ -40,86 +40,182 @@ void AccessLog::write(const std::string& line) const {
   (void)::write(fd_, withNewline.data(), withNewline.size());
 }
 
-Worker::Worker(uint32_t index, const AccessLog& accessLog) : index_(index), accessLog_(accessLog) {}
+Worker::Worker(uint32_t index, const AccessLog& accessLog, NoticeSink* notices)
+    : index_(index), accessLog_(accessLog), notices_(notices) {}
 
 Worker::~Worker() { stop(); }
 
-void Worker::start(std::vector<Socket> sockets) {
+void Worker::start() {
   std::promise<void> ready;
   std::future<void> started = ready.get_future();
-  thread_ = std::thread(
-      [this, sockets = std::move(sockets), &ready]() mutable { run(std::move(sockets), ready); });
+  thread_ = std::thread([this, &ready] { run(ready); });
   started.wait();
 }
 
-void Worker::run(std::vector<Socket> sockets, std::promise<void>& ready) {
+void Worker::run(std::promise<void>& ready) {
   // The base is created on this thread, which makes it the loop thread from the start.
   reactor::EventBase base;
   base_ = &base;
-  for (Socket& socket : sockets) addListener(std::move(socket));
   ready.set_value();
   base.loop(reactor::kLoopNoExitOnEmpty);
   // Leaving: whatever is still open is closed (flows delete themselves at the end of the pass).
   // The pickers (in accepting_) go last: a closing flow reports to its picker.
   for (auto& accepting : accepting_) accepting->listener.reset();
-  closeFlows(flows_.size(), CloseReason::kDrain);
+  prepared_.clear();
+  closeOldest(flows_.size(), CloseReason::kDrain);
   base.loop(reactor::kLoopNonBlock);
   accepting_.clear();
   owned_.clear();
   base_ = nullptr;
+  // stop() may still be inside runInLoop(), writing to the base's wake-up eventfd, after the
+  // loopBreak it posted has already run: the base must outlive that call (muduo's EventLoop::quit
+  // has the same hazard). Nothing else posts once stop() has been called.
+  stopPosted_.wait(false, std::memory_order_acquire);
+}
+
+template <typename T>
+std::future<T> Worker::call(std::function<T()> fn) const {
+  auto promise = std::make_shared<std::promise<T>>();
+  std::future<T> result = promise->get_future();
+  reactor::EventBase* base = base_.load();
+  if (base == nullptr) {
+    promise->set_value(T{});
+    return result;
+  }
+  // If the loop ends before this runs, the function (and the promise) is destroyed unrun: the
+  // future then holds broken_promise instead of blocking its reader forever.
+  base->runInLoop([promise, fn = std::move(fn)] { promise->set_value(fn()); });
+  return result;
 }
 
 std::shared_ptr<WorkerCluster> Worker::makePicker(std::shared_ptr<ClusterState> cluster) const {
   return std::make_shared<WorkerCluster>(std::move(cluster), 0x9e3779b97f4a7c15ULL * (index_ + 1));
 }
 
-void Worker::addListener(Socket socket) {
+void Worker::configure(Accepting& accepting, std::shared_ptr<const ListenerConfig> config) {
+  const ListenerConfig& c = *config;
+  accepting.settings =
+      FlowSettings{c.bufferLimit,       c.idleTimeout,         c.halfCloseTimeout,    c.maxLifetime,
+                   c.maxLifetimeJitter, c.acceptProxyProtocol, c.proxyProtocolTimeout};
+  accepting.config = std::move(config);
+}
+
+std::unique_ptr<Worker::Accepting> Worker::adopt(const Socket& socket) {
   auto accepting = std::make_unique<Accepting>();
   accepting->worker = this;
   accepting->state = socket.listener;
-  accepting->cluster = makePicker(socket.listener->cluster);
-  const ListenerConfig& config = socket.listener->config;
-  accepting->settings =
-      FlowSettings{config.bufferLimit,         config.idleTimeout,       config.halfCloseTimeout,
-                   config.maxLifetime,         config.maxLifetimeJitter, config.acceptProxyProtocol,
-                   config.proxyProtocolTimeout};
-  accepting->listener =
-      reactor::Listener::adopt(*base_.load(), onAccept, accepting.get(),
-                               reactor::Listener::kCloseOnFree, /*backlog=*/0, socket.fd);
+  accepting->cluster = makePicker(socket.cluster);
+  configure(*accepting, socket.config);
+  accepting->listener = reactor::Listener::adopt(
+      *base_.load(), onAccept, accepting.get(),
+      reactor::Listener::kCloseOnFree | reactor::Listener::kDisabled, /*backlog=*/0, socket.fd);
   if (!accepting->listener) {
-    logError("worker " + std::to_string(index_) + ": cannot accept on listener " + config.name +
-             ": " + std::strerror(errno));
-    ::close(socket.fd);
-    return;
+    const int error = errno;
+    accepting.reset();
+    errno = error;
+    return nullptr;
   }
-  accepting_.push_back(std::move(accepting));
+  accepting->listener->setLabel("listener " + socket.config->name);
+  return accepting;
 }
 
-std::future<void> Worker::apply(Changes changes) {
+std::future<std::optional<std::string>> Worker::prepare(std::vector<Socket> sockets) {
+  // The sockets belong to the posted function until adopted: whatever it has not handed to a
+  // listener is closed with it, also when it never runs (the loop is not running, or ends first).
+  struct Fds {
+    std::vector<Socket> sockets;
+    ~Fds() {
+      for (const Socket& socket : sockets) {
+        if (socket.fd >= 0) ::close(socket.fd);
+      }
+    }
+  };
+  auto fds = std::make_shared<Fds>();
+  fds->sockets = std::move(sockets);
+  return call<std::optional<std::string>>([this, fds]() -> std::optional<std::string> {
+    std::vector<std::unique_ptr<Accepting>> adopted;
+    for (Socket& socket : fds->sockets) {
+      std::unique_ptr<Accepting> accepting = adopt(socket);
+      if (!accepting) {
+        const std::string error = "worker " + std::to_string(index_) +
+                                  ": cannot accept on listener " + socket.config->name + ": " +
+                                  std::strerror(errno);
+        // Everything closed before the answer: the caller may report that nothing listens.
+        // The adopted ones close their sockets as `adopted` goes.
+        for (Socket& rest : fds->sockets) {
+          if (rest.fd >= 0) ::close(std::exchange(rest.fd, -1));
+        }
+        return error;
+      }
+      socket.fd = -1;  // the listener owns it now
+      adopted.push_back(std::move(accepting));
+    }
+    for (auto& accepting : adopted) prepared_.push_back(std::move(accepting));
+    return std::nullopt;
+  });
+}
+
+std::future<void> Worker::commit(Changes changes) {
   auto done = std::make_shared<std::promise<void>>();
   std::future<void> applied = done->get_future();
   reactor::EventBase* base = base_.load();
   if (base == nullptr) {
-    for (const Socket& socket : changes.add) ::close(socket.fd);
     done->set_value();
     return applied;
   }
-  base->runInLoop([this, changes = std::move(changes), done]() mutable {
-    for (Socket& socket : changes.add) addListener(std::move(socket));
+  base->runInLoop([this, changes = std::move(changes), done] {
+    for (auto& accepting : prepared_) {
+      if (!accepting->config->paused && accepting->listener->enable() != 0) {
+        logError("worker " + std::to_string(index_) + ": cannot accept on listener " +
+                 accepting->config->name + ": " + std::strerror(errno));
+      }
+      accepting_.push_back(std::move(accepting));
+    }
+    prepared_.clear();
     // Removing destroys the reactor listener (closing its socket); the flows it accepted keep
     // their listener state and picker through their OpenFlow.
     std::erase_if(accepting_, [&changes](const std::unique_ptr<Accepting>& accepting) {
       return std::find(changes.remove.begin(), changes.remove.end(), accepting->state.get()) !=
              changes.remove.end();
     });
-    for (auto& [state, cluster] : changes.repick) {
-      for (auto& accepting : accepting_) {
-        if (accepting->state.get() == state) accepting->cluster = makePicker(cluster);
-      }
-    }
+    for (const Update& change : changes.update) update(change);
     done->set_value();
   });
   return applied;
+}
+
+std::future<void> Worker::abort() {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> aborted = done->get_future();
+  reactor::EventBase* base = base_.load();
+  if (base == nullptr) {
+    done->set_value();
+    return aborted;
+  }
+  base->runInLoop([this, done] {
+    prepared_.clear();
+    done->set_value();
+  });
+  return aborted;
+}
+
+void Worker::update(const Update& change) {
+  for (auto& accepting : accepting_) {
+    if (accepting->state.get() != change.listener) continue;
+    configure(*accepting, change.config);
+    if (&accepting->cluster->state() != change.cluster.get()) {
+      accepting->cluster = makePicker(change.cluster);
+    }
+    // Null after stopAccepting(): a drain is not undone by a resume.
+    if (accepting->listener) {
+      const int result =
+          change.config->paused ? accepting->listener->disable() : accepting->listener->enable();
+      if (result != 0) {
+        logError("worker " + std::to_string(index_) + ": cannot accept on listener " +
+                 change.config->name + ": " + std::strerror(errno));
+      }
+    }
+  }
 }
 
 void Worker::onAccept(reactor::Listener&, int fd, const sockaddr* peer, socklen_t peerLen,
@@ -130,7 +226,7 @@ void Worker::onAccept(reactor::Listener&, int fd, const sockaddr* peer, socklen_
 
 void Worker::accept(Accepting& accepting, int fd, const reactor::SocketAddress& peer) {
   ListenerState& listener = *accepting.state;
-  const ListenerConfig& config = listener.config;
+  const ListenerConfig& config = *accepting.config;
   if (!config.allow.empty()) {
     bool allowed = false;
     for (const Cidr& cidr : config.allow) allowed = allowed || cidr.contains(peer);
@@ -147,11 +243,17 @@ void Worker::accept(Accepting& accepting, int fd, const reactor::SocketAddress& 
     return;
   }
   // Ids are unique across workers: the worker index in the top bits.
-  const uint64_t id = (uint64_t{index_} << 48) | ++nextFlow_;
+  const uint64_t id = (uint64_t{index_} << kFlowIdWorkerShift) | ++nextFlow_;
   Flow* flow =
       Flow::start(*base_.load(), id, fd, peer, accepting.settings, *accepting.cluster, *this);
-  flows_.emplace(id, OpenFlow{flow, accepting.state, accepting.cluster});
+  const auto it =
+      flows_.emplace(id, OpenFlow{flow, accepting.state, accepting.config, accepting.cluster})
+          .first;
   flowCount_.store(flows_.size(), std::memory_order_relaxed);
+  // Flow::start() never calls back before it returns, so the flow is still open here.
+  if (notices_ != nullptr && notices_->wantsFlowNotices()) {
+    publishFlowNotice(Notice::Type::kFlowOpened, it->second);
+  }
 }
 
 void Worker::onFlowClosed(Flow& flow) {
@@ -164,6 +266,114 @@ void Worker::onFlowClosed(Flow& flow) {
   flows_.erase(it);
   flowCount_.store(flows_.size(), std::memory_order_relaxed);
   accessLog_.write(accessLogLine(flow, std::chrono::system_clock::now()));
+  if (notices_ != nullptr && notices_->wantsFlowNotices()) {
+    publishFlowNotice(Notice::Type::kFlowClosed, ended);
+  }
+}
+
+void Worker::publishFlowNotice(Notice::Type type, const OpenFlow& open) const {
+  const Flow& flow = *open.flow;
+  Notice notice{type,
+                open.config->name,
+                open.picker->state().config().name,
+                "",
+                flow.id(),
+                flow.client(),
+                "",
+                std::chrono::system_clock::now()};
+  if (type == Notice::Type::kFlowClosed) {
+    if (flow.upstream()) notice.endpoint = flow.upstream()->toString();
+    notice.detail = toString(flow.closeReason());
+  }
+  notices_->publish(std::move(notice));
+}
+
+bool Worker::matches(const OpenFlow& open, const FlowFilter& filter, TimePoint now) const {
+  const Flow& flow = *open.flow;
+  if (filter.listenerId && *filter.listenerId != open.listener->id) return false;
+  if (!filter.listener.empty() && filter.listener != open.config->name) return false;
+  if (!filter.cluster.empty() && filter.cluster != open.picker->state().config().name) {
+    return false;
+  }
+  if (filter.endpoint && !(flow.upstream() && *flow.upstream() == *filter.endpoint)) return false;
+  if (filter.client && !filter.client->contains(flow.client())) return false;
+  if (now - flow.startTime() < filter.minAge) return false;
+  return now - flow.lastActivity() >= filter.minIdle;
+}
+
+FlowInfo Worker::describe(const OpenFlow& open, TimePoint now) const {
+  const Flow& flow = *open.flow;
+  FlowInfo info;
+  info.id = flow.id();
+  info.worker = index_;
+  info.listener = open.config->name;
+  info.listenerId = open.listener->id;
+  info.cluster = open.picker->state().config().name;
+  info.client = flow.client();
+  info.upstream = flow.upstream();
+  info.state = flow.state();
+  info.startTime = flow.startWallTime();
+  info.age = now - flow.startTime();
+  info.idle = now - flow.lastActivity();
+  info.bytesFromClient = flow.bytesFromClient();
+  info.bytesFromUpstream = flow.bytesFromUpstream();
+  info.bufferedBytes = flow.bufferedBytes();
+  return info;
+}
+
+std::future<std::vector<FlowInfo>> Worker::listFlows(FlowFilter filter, uint64_t afterId,
+                                                     size_t limit) const {
+  return call<std::vector<FlowInfo>>([this, filter = std::move(filter), afterId, limit] {
+    // The clock, not the loop's cached time: this runs after the iteration's callbacks.
+    const TimePoint now = base_.load()->clock().now();
+    std::vector<FlowInfo> found;
+    for (auto it = flows_.upper_bound(afterId); it != flows_.end() && found.size() < limit; ++it) {
+      if (matches(it->second, filter, now)) found.push_back(describe(it->second, now));
+    }
+    return found;
+  });
+}
+
+std::future<size_t> Worker::countFlows(FlowFilter filter) const {
+  return call<size_t>([this, filter = std::move(filter)] {
+    if (filter.matchesAll()) return flows_.size();
+    const TimePoint now = base_.load()->clock().now();
+    size_t count = 0;
+    for (const auto& [id, open] : flows_) count += matches(open, filter, now) ? 1 : 0;
+    return count;
+  });
+}
+
+std::future<std::vector<Worker::FlowAge>> Worker::oldestFlows(FlowFilter filter, size_t max) const {
+  return call<std::vector<FlowAge>>([this, filter = std::move(filter), max] {
+    const TimePoint now = base_.load()->clock().now();
+    std::vector<FlowAge> found;
+    // By id is by age on one worker.
+    for (auto it = flows_.begin(); it != flows_.end() && found.size() < max; ++it) {
+      if (matches(it->second, filter, now)) {
+        found.push_back(FlowAge{it->second.flow->startTime(), it->first});
+      }
+    }
+    return found;
+  });
+}
+
+std::future<size_t> Worker::closeFlows(std::vector<uint64_t> ids, CloseReason reason) {
+  return call<size_t>([this, ids = std::move(ids), reason] {
+    size_t closed = 0;
+    for (const uint64_t id : ids) {
+      // close() calls onFlowClosed, which erases the flow: look each one up afresh.
+      const auto it = flows_.find(id);
+      if (it == flows_.end()) continue;
+      it->second.flow->close(reason);
+      ++closed;
+    }
+    return closed;
+  });
+}
+
+std::future<std::vector<reactor::EventInfo>> Worker::dumpEvents() const {
+  return call<std::vector<reactor::EventInfo>>([this] { return base_.load()->dumpEvents(); });
 }
 
 void Worker::stopAccepting() {
@@ -175,21 +385,13 @@ void Worker::stopAccepting() {
   }
 }
 
-void Worker::closeFlows(size_t count, CloseReason reason) {
-  auto closeOldest = [this, count, reason] {
-    // close() calls onFlowClosed, which erases from flows_: take the victims first.
-    std::vector<Flow*> victims;
-    for (auto it = flows_.begin(); it != flows_.end() && victims.size() < count; ++it) {
-      victims.push_back(it->second.flow);
-    }
-    for (Flow* flow : victims) flow->close(reason);
-  };
-  reactor::EventBase* base = base_.load();
-  if (base != nullptr && !base->isInLoopThread()) {
-    base->runInLoop(closeOldest);
-  } else {
-    closeOldest();
+void Worker::closeOldest(size_t count, CloseReason reason) {
+  // close() calls onFlowClosed, which erases from flows_: take the victims first.
+  std::vector<Flow*> victims;
+  for (auto it = flows_.begin(); it != flows_.end() && victims.size() < count; ++it) {
+    victims.push_back(it->second.flow);
   }
+  for (Flow* flow : victims) flow->close(reason);
 }
 
 void Worker::own(std::string key, std::function<std::shared_ptr<void>(reactor::EventBase&)> make) {
@@ -211,6 +413,8 @@ void Worker::disown(std::string key) {
 void Worker::stop() {
   if (!thread_.joinable()) return;
   if (reactor::EventBase* base = base_.load()) base->runInLoop([base] { base->loopBreak(); });
+  stopPosted_.store(true, std::memory_order_release);
+  stopPosted_.notify_one();
   thread_.join();
 }
 

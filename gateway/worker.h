@@ -6,6 +6,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -14,6 +15,8 @@
 #include "gateway/cluster.h"
 #include "gateway/config/config.h"
 #include "gateway/flow.h"
+#include "gateway/flow_query.h"
+#include "gateway/notice.h"
 #include "reactor/event_base.h"
 #include "reactor/listener.h"
 #include "reactor/socket_address.h"
@@ -38,45 +41,76 @@ class AccessLog {
   std::string error_;
 };
 
-// One listener as every worker shares it: its configuration, the address it is bound to, its
-// cluster, and the connection count that max_connections limits (a relaxed atomic: the limit
-// may be overshot by at most one connection per worker at the same instant).
+// One listener as every worker shares it: its identity, the address it is bound to, and the
+// connection count that max_connections limits (a relaxed atomic: the limit may be overshot by at
+// most one connection per worker at the same instant). A reload that changes a listener in place
+// keeps its ListenerState (and so its count); one that replaces it makes a new one.
+//
+// Thread rule: `config` and `cluster` belong to the owner (the Gateway's thread), which changes
+// them on reload; the workers keep their own copies and never read these two. `id` is fixed, and
+// the atomics are safe from any thread. `bound` is set before any worker sees the listener.
 struct ListenerState {
+  ListenerState(uint64_t listenerId, ListenerConfig listenerConfig)
+      : id(listenerId), config(std::move(listenerConfig)), paused(config.paused) {}
+
+  // Unique in the process and never reused: flows of a deleted listener can be told from those
+  // of a new listener of the same name.
+  const uint64_t id;
   ListenerConfig config;
   reactor::SocketAddress bound;
   std::shared_ptr<ClusterState> cluster;
   std::atomic<uint32_t> connections{0};
   std::atomic<uint64_t> refusedOverLimit{0};
   std::atomic<uint64_t> refusedNotAllowed{0};
+  // config.paused as the workers apply it: bound but not accepting.
+  std::atomic<bool> paused;
 };
 
 // One worker thread with its own EventBase: it accepts on its own SO_REUSEPORT socket of every
 // listener and relays the flows it accepted until they end ("one loop per thread"; a flow never
 // leaves its worker).
 //
+// Listeners change in two phases so that a change applies on every worker or on none:
+// prepare() adopts the new sockets without accepting on them (the only step that can fail);
+// then commit() starts accepting on them and applies the rest, or abort() closes them.
+//
+// Events: each listener's accept event is labelled "listener NAME" in dumpEvents(); flows and
+// health checks label theirs (flow.h, health_checker.h).
+//
 // Thread rule: the public methods are safe from any thread (they post to the worker's loop
-// with runInLoop), except start(), which the owner calls once.
+// with runInLoop), except start() and stop(), which the owner calls. The ones that return a
+// future must not be waited on from this worker's own loop thread. If the loop is not running,
+// or stops before the posted work runs, the future is ready at once (holding a default value or,
+// when the loop stopped first, a broken_promise error).
 class Worker : private FlowObserver {
  public:
-  // A listening socket for this worker (the worker owns the fd) and the listener it belongs to.
+  // A listening socket for this worker (the worker owns the fd), the listener it belongs to, and
+  // what this worker's flows from it start with: the listener's settings and its cluster.
   struct Socket {
     std::shared_ptr<ListenerState> listener;
     int fd;
+    std::shared_ptr<const ListenerConfig> config;
+    std::shared_ptr<ClusterState> cluster;
   };
 
-  Worker(uint32_t index, const AccessLog& accessLog);
+  // Flow ids carry the worker index in their top bits (unique across workers).
+  static constexpr int kFlowIdWorkerShift = 48;
+  static uint32_t workerOfFlow(uint64_t flowId) {
+    return static_cast<uint32_t>(flowId >> kFlowIdWorkerShift);
+  }
+
+  // `notices`: may be null; if set it must outlive the worker's thread (stop()).
+  Worker(uint32_t index, const AccessLog& accessLog, NoticeSink* notices = nullptr);
   // Stops the loop if it still runs and joins the thread.
   ~Worker() override;
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Starts the thread and its loop; returns once the loop accepts on every socket.
-  void start(std::vector<Socket> sockets);
+  // Starts the thread and its loop (with no listener yet); returns once the loop is set up.
+  void start();
 
   // Closes this worker's listening sockets: new clients are refused, flows go on.
   void stopAccepting();
-  // Closes up to `count` flows (oldest first) with `reason`.
-  void closeFlows(size_t count, CloseReason reason);
   // Stops the loop (flows still open are closed with kDrain first) and joins the thread. Called
   // by the owner only (not concurrently with itself).
   void stop();
@@ -88,59 +122,114 @@ class Worker : private FlowObserver {
   // Destroys, on the loop thread, what own() keeps under `key`, if anything.
   void disown(std::string key);
 
-  // A reload's share for this worker (see Gateway::reload).
+  // Phase 1: adopts `sockets` (the worker owns the fds from now on) as listeners that do not
+  // accept yet, kept until commit() or abort(). If one cannot be adopted (Listener::adopt
+  // fails), every socket of this call is closed, nothing is kept, and the result is the error.
+  // If the loop is not running, closes the sockets; the result is then no error.
+  std::future<std::optional<std::string>> prepare(std::vector<Socket> sockets);
+
+  // A listener that stays, with its new settings (or only a new cluster).
+  struct Update {
+    const ListenerState* listener;
+    // New flows use these; flows already open keep the settings they started with. Its
+    // max_connections and allow apply from the next accept, and `paused` stops or starts
+    // accepting (the socket stays bound; clients wait in the backlog meanwhile).
+    std::shared_ptr<const ListenerConfig> config;
+    // New flows use a picker for this cluster (a new one if it differs from the current one);
+    // flows already open keep theirs until they end.
+    std::shared_ptr<ClusterState> cluster;
+  };
+  // Phase 2 of a change (see Gateway::reload).
   struct Changes {
-    // New listeners: start accepting on these sockets (the worker owns the fds).
-    std::vector<Socket> add;
     // Listeners to stop accepting on: their sockets close, their open flows go on (drain).
     std::vector<const ListenerState*> remove;
-    // Listeners that stay but whose cluster changed: new flows use a picker for the new
-    // cluster; flows already open keep the old picker until they end.
-    std::vector<std::pair<const ListenerState*, std::shared_ptr<ClusterState>>> repick;
+    std::vector<Update> update;
   };
-  // Applies `changes` on the loop (adds before removes, so a listener replaced on the same
-  // address never has zero sockets); the future is ready once they are applied. If the loop is
-  // not running, closes the added sockets and returns a ready future.
-  std::future<void> apply(Changes changes);
+  // Starts accepting on every prepared listener (unless its config says paused), then removes
+  // and updates, in that order (a replaced listener's new sockets accept before its old ones
+  // close); the future is ready once all of it is applied (at once if the loop is not running).
+  std::future<void> commit(Changes changes);
+  // Closes every prepared listener's socket instead.
+  std::future<void> abort();
+
+  // Flow queries and commands (gateway/flow_query.h); `filter` is matched on the loop.
+  // The matching flows with id > afterId, by id, at most `limit`.
+  std::future<std::vector<FlowInfo>> listFlows(FlowFilter filter, uint64_t afterId,
+                                               size_t limit) const;
+  std::future<size_t> countFlows(FlowFilter filter) const;
+  // The start time (the loop's clock, comparable across workers) and id of the `max` oldest
+  // matching flows, oldest first.
+  struct FlowAge {
+    TimePoint start;
+    uint64_t id;
+  };
+  std::future<std::vector<FlowAge>> oldestFlows(FlowFilter filter, size_t max) const;
+  // Closes the flows with these ids that are still open; the result is how many it closed.
+  std::future<size_t> closeFlows(std::vector<uint64_t> ids, CloseReason reason);
+  // The loop's event table (EventBase::dumpEvents()).
+  std::future<std::vector<reactor::EventInfo>> dumpEvents() const;
 
   size_t flowCount() const { return flowCount_.load(std::memory_order_relaxed); }
   uint32_t index() const { return index_; }
 
  private:
-  // A listener on this worker: the reactor listener and this worker's picker for its cluster for
-  // new flows. Each flow holds its own reference to the picker and the listener state it
-  // started with, so both outlive a reload that swaps the picker or removes the listener.
+  // A listener on this worker: the reactor listener, the settings new flows get, and this
+  // worker's picker for its cluster for new flows. Each flow holds its own reference to the
+  // picker, the settings and the listener state it started with, so all three outlive a reload
+  // that changes the listener or removes it.
   struct Accepting {
     Worker* worker;
     std::shared_ptr<ListenerState> state;
+    std::shared_ptr<const ListenerConfig> config;
     std::shared_ptr<WorkerCluster> cluster;
     std::unique_ptr<reactor::Listener> listener;
     FlowSettings settings;
   };
+  struct OpenFlow {
+    Flow* flow;
+    std::shared_ptr<ListenerState> listener;
+    // The listener's settings as the flow started.
+    std::shared_ptr<const ListenerConfig> config;
+    // The flow's UpstreamPicker: alive while the flow is.
+    std::shared_ptr<WorkerCluster> picker;
+  };
 
-  void run(std::vector<Socket> sockets, std::promise<void>& ready);
-  // Starts accepting on `socket` (loop thread); on failure logs, closes the fd and adds nothing.
-  void addListener(Socket socket);
+  void run(std::promise<void>& ready);
+  // Posts `fn` to the loop; the future gets its result (see the class comment).
+  template <typename T>
+  std::future<T> call(std::function<T()> fn) const;
+  // Adopts `socket` as a listener that does not accept yet (loop thread); nullptr with errno if
+  // it cannot be.
+  std::unique_ptr<Accepting> adopt(const Socket& socket);
+  // Takes the settings of `config` for new flows.
+  static void configure(Accepting& accepting, std::shared_ptr<const ListenerConfig> config);
+  void update(const Update& update);
   std::shared_ptr<WorkerCluster> makePicker(std::shared_ptr<ClusterState> cluster) const;
   static void onAccept(reactor::Listener& listener, int fd, const sockaddr* peer, socklen_t peerLen,
                        void* arg);
   void accept(Accepting& accepting, int fd, const reactor::SocketAddress& peer);
   void onFlowClosed(Flow& flow) override;
+  bool matches(const OpenFlow& open, const FlowFilter& filter, TimePoint now) const;
+  FlowInfo describe(const OpenFlow& open, TimePoint now) const;
+  void publishFlowNotice(Notice::Type type, const OpenFlow& open) const;
+  // Closes up to `count` flows, oldest first (loop thread).
+  void closeOldest(size_t count, CloseReason reason);
 
   const uint32_t index_;
   const AccessLog& accessLog_;
+  NoticeSink* const notices_;
   std::thread thread_;
   // Lives on the worker thread's stack while it runs; set before start() returns, cleared when the
   // loop has ended.
   std::atomic<reactor::EventBase*> base_{nullptr};
+  // Set by stop() once it no longer touches the base; the loop thread waits for it before the
+  // base is destroyed.
+  std::atomic<bool> stopPosted_{false};
 
   // Loop thread only.
   std::vector<std::unique_ptr<Accepting>> accepting_;
-  struct OpenFlow {
-    Flow* flow;
-    std::shared_ptr<ListenerState> listener;
-    std::shared_ptr<WorkerCluster> picker;  // the flow's UpstreamPicker: alive while it is
-  };
+  // Adopted by prepare(), not accepting until commit().
+  std::vector<std::unique_ptr<Accepting>> prepared_;
   std::map<uint64_t, OpenFlow> flows_;  // by id, which grows with age: oldest first
   uint64_t nextFlow_ = 0;
 

@@ -7,6 +7,7 @@
 #include <cassert>
 #include <cerrno>
 #include <string>
+#include <utility>
 
 namespace evgate::reactor {
 namespace {
@@ -22,10 +23,6 @@ bool retriable(int err) { return err == EAGAIN || err == EINTR; }
 void makeNonBlocking(int fd) {
   const int flags = ::fcntl(fd, F_GETFL);
   if (flags >= 0 && (flags & O_NONBLOCK) == 0) (void)::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
-
-std::string eventLabel(int fd, const char* direction) {
-  return "bufferevent fd " + std::to_string(fd) + " " + direction;
 }
 
 // libevent's evutil_socket_finished_connecting_: 1 connected, 0 still connecting, -1 failed with
@@ -70,8 +67,7 @@ BufferEvent::BufferEvent(EventBase& base, int fd, int options)
       readEvent_(base, fd, kReadEvents, onReadEvent, this),
       writeEvent_(base, fd, kWriteEvents, onWriteEvent, this),
       enabled_(kWrite) {
-  readEvent_.setLabel(eventLabel(fd, "read"));
-  writeEvent_.setLabel(eventLabel(fd, "write"));
+  applyLabels();
   input_.setCallback(onInputChanged, this);
   output_.setCallback(onOutputChanged, this);
 }
@@ -252,10 +248,22 @@ int BufferEvent::setFd(int fd) {
   fd_ = fd;
   readEvent_.assign(fd, kReadEvents, onReadEvent, this);
   writeEvent_.assign(fd, kWriteEvents, onWriteEvent, this);
-  readEvent_.setLabel(eventLabel(fd, "read"));
-  writeEvent_.setLabel(eventLabel(fd, "write"));
+  applyLabels();
   if (fd >= 0) enable(enabled_);
   return 0;
+}
+
+void BufferEvent::setLabel(std::string prefix) {
+  base_.assertInLoopThread();
+  labelPrefix_ = std::move(prefix);
+  applyLabels();
+}
+
+void BufferEvent::applyLabels() {
+  const std::string prefix =
+      labelPrefix_.empty() ? "bufferevent fd " + std::to_string(fd_) : labelPrefix_;
+  readEvent_.setLabel(prefix + " read");
+  writeEvent_.setLabel(prefix + " write");
 }
 
 int BufferEvent::addEvent(Event& ev, const std::optional<Duration>& timeout) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "reactor/buffer.h"
 #include "reactor/clock.h"
@@ -24,7 +25,8 @@ namespace evgate::reactor {
 // and not suspended, and a write event (kWrite | kPersist, write timeout) that is pending while
 // writing is enabled and there is something to write, or while connecting. As in libevent,
 // enable(kWrite) adds the write event even with an empty output, so the write callback then runs
-// once from the loop. Both are labelled "bufferevent fd N read|write" in dumpEvents().
+// once from the loop. Both are labelled "bufferevent fd N read|write" in dumpEvents(), or
+// "PREFIX read|write" after setLabel(PREFIX).
 //
 // Read watermarks: the read callback runs only when input() holds at least `low` bytes; reading
 // from the socket stops while input() holds `high` bytes or more (the kernel keeps the rest and
@@ -145,6 +147,11 @@ class BufferEvent : public DeferredDeletable {
 
   EventBase& base() const { return base_; }
 
+  // Names the owner in dumpEvents(): the read and write events are labelled "`prefix` read" and
+  // "`prefix` write" from now on, whatever fd they watch (e.g. "flow 42 upstream"). Empty: back
+  // to "bufferevent fd N read|write". Loop thread only.
+  void setLabel(std::string prefix);
+
   // The errno of the last failed read, write, connect or socket call (0 if none): what
   // EVUTIL_SOCKET_ERROR() gives a libevent event callback. errno is also set to it before an
   // event callback reporting kError runs. Loop thread only.
@@ -184,6 +191,7 @@ class BufferEvent : public DeferredDeletable {
   void suspendRead(uint8_t reason);
   void unsuspendRead(uint8_t reason);
   void recordError(int err);
+  void applyLabels();
 
   // Run a user callback (if set). The callback may free this object, so the read and write
   // callbacks are always the last thing a handler does; runEventCallback returns false if it
@@ -223,6 +231,7 @@ class BufferEvent : public DeferredDeletable {
   std::optional<Duration> writeTimeout_;
   size_t maxSingleRead_ = kDefaultMaxSingleRead;
   size_t maxSingleWrite_ = kDefaultMaxSingleWrite;
+  std::string labelPrefix_;  // empty: "bufferevent fd N"
 };
 
 }  // namespace evgate::reactor

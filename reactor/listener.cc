@@ -106,9 +106,12 @@ Listener::Listener(EventBase& base, AcceptCallback cb, void* arg, unsigned optio
       acceptEvent_(base, fd, kRead | kPersist, onReadable, this),
       retryEvent_(base, onRetry, this) {
   const std::optional<SocketAddress> local = SocketAddress::localOf(fd);
-  const std::string name = "listener " + (local ? local->toString() : "fd " + std::to_string(fd));
-  acceptEvent_.setLabel(name);
-  retryEvent_.setLabel(name + " accept retry");
+  setLabel("listener " + (local ? local->toString() : "fd " + std::to_string(fd)));
+}
+
+void Listener::setLabel(const std::string& label) {
+  acceptEvent_.setLabel(label);
+  retryEvent_.setLabel(label + " accept retry");
 }
 
 Listener::~Listener() {

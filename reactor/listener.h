@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "reactor/event.h"
 #include "reactor/event_base.h"
@@ -103,6 +104,10 @@ class Listener final : public DeferredDeletable {
   void setCallback(AcceptCallback cb, void* arg);
   // Loop thread only.
   void setErrorCallback(ErrorCallback cb, void* arg);
+
+  // The owner label of the accept event in EventBase::dumpEvents() (the retry timer's is the
+  // label + " accept retry"). By default "listener ADDRESS". Loop thread only.
+  void setLabel(const std::string& label);
 
   // Fixed at construction: safe from any thread.
   int fd() const { return fd_; }

@@ -22,4 +22,13 @@ const ListenerConfig* Config::findListener(const std::string& name) const {
   return findByName(listeners, name);
 }
 
+bool AdminConfig::isLoopback() const {
+  const std::optional<reactor::SocketAddress> parsed = reactor::SocketAddress::parse(address);
+  if (!parsed) return false;
+  // 127.0.0.0/8 also covers ::ffff:127.x.y.z (Cidr::contains maps IPv4 into IPv6).
+  static const Cidr kLoopbackV4 = *Cidr::parse("127.0.0.0/8");
+  static const Cidr kLoopbackV6 = *Cidr::parse("::1");
+  return kLoopbackV4.contains(*parsed) || kLoopbackV6.contains(*parsed);
+}
+
 }  // namespace evgate::gateway

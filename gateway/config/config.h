@@ -22,9 +22,14 @@ enum class LbPolicy { kRoundRobin, kLeastConnections, kRandomTwo, kHashClientIp 
 
 enum class ProxyProtocol { kNone, kV1, kV2 };
 
+// What an operator allows an endpoint to do. kDraining: no new flows, the flows it has go on;
+// kDisabled: the same for the data plane (flows already open are not cut either).
+enum class EndpointAdminState : uint8_t { kActive, kDraining, kDisabled };
+
 struct EndpointConfig {
   reactor::SocketAddress address;
   uint32_t weight = 1;  // 1..1000
+  EndpointAdminState state = EndpointAdminState::kActive;
 
   bool operator==(const EndpointConfig&) const = default;
 };
@@ -74,18 +79,27 @@ struct ListenerConfig {
   std::vector<Cidr> allow;  // empty: everyone
   bool acceptProxyProtocol = false;
   Duration proxyProtocolTimeout = std::chrono::seconds(5);
+  bool paused = false;  // bound, but not accepting: connections wait in the backlog
 
   bool operator==(const ListenerConfig&) const = default;
 };
 
 struct AdminConfig {
   std::string address = "127.0.0.1:9901";
-  std::string tokenFile;
+  std::string tokenFile;          // set: every call needs this token (or the read-only one)
+  std::string readOnlyTokenFile;  // a second token allowed GetStatus, Get*, List*, Watch only
   std::string tlsCertFile;
   std::string tlsKeyFile;
-  std::string tlsClientCaFile;
+  std::string tlsClientCaFile;  // set: mutual TLS
+  bool insecure = false;        // allows a non-loopback address with neither token nor mTLS
+  uint32_t maxWatchers = 64;    // Watch streams open at once
+  size_t maxMessageSize = 4 * 1024 * 1024;  // largest request or response, bytes
 
   bool operator==(const AdminConfig&) const = default;
+
+  // Whether `address` is in 127.0.0.0/8 or is ::1, so only this host can reach the API. False
+  // for an address that does not parse.
+  bool isLoopback() const;
 };
 
 struct MetricsConfig {

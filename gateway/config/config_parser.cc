@@ -12,54 +12,18 @@
 #include <limits>
 #include <utility>
 
+#include "gateway/config/limits.h"
+#include "gateway/config/names.h"
 #include "gateway/config/units.h"
 
 namespace evgate::gateway {
 namespace {
 
-constexpr Duration kMaxDuration = std::chrono::hours(24 * 365);
-constexpr size_t kMinBufferLimit = size_t{1} << 10;
-constexpr size_t kMaxBufferLimit = size_t{1} << 30;
-constexpr size_t kMaxNameLength = 64;
+// The limits (limits.h) and enum names (names.h) are shared with the admin API's validation.
+using namespace limits;  // NOLINT(google-build-using-namespace): kMax*, kMin*, isValidName
+
 constexpr size_t kMaxQuotedLength = 60;
 constexpr uint32_t kMaxUint32 = std::numeric_limits<uint32_t>::max();
-
-template <typename T>
-struct EnumName {
-  std::string_view name;
-  T value;
-};
-
-constexpr std::array<EnumName<LbPolicy>, 4> kLbPolicies{{
-    {"round_robin", LbPolicy::kRoundRobin},
-    {"least_connections", LbPolicy::kLeastConnections},
-    {"random_two", LbPolicy::kRandomTwo},
-    {"hash_client_ip", LbPolicy::kHashClientIp},
-}};
-constexpr std::array<EnumName<ProxyProtocol>, 3> kSendProxyProtocols{{
-    {"none", ProxyProtocol::kNone},
-    {"v1", ProxyProtocol::kV1},
-    {"v2", ProxyProtocol::kV2},
-}};
-constexpr std::array<EnumName<bool>, 2> kAcceptProxyProtocols{{
-    {"none", false},
-    {"accept", true},
-}};
-constexpr std::array<EnumName<LogFormat>, 2> kLogFormats{{
-    {"text", LogFormat::kText},
-    {"json", LogFormat::kJson},
-}};
-constexpr std::array<EnumName<LogLevel>, 4> kLogLevels{{
-    {"debug", LogLevel::kDebug},
-    {"info", LogLevel::kInfo},
-    {"warn", LogLevel::kWarn},
-    {"error", LogLevel::kError},
-}};
-constexpr std::array<EnumName<AccessLogMode>, 3> kAccessLogModes{{
-    {"stdout", AccessLogMode::kStdout},
-    {"file", AccessLogMode::kFile},
-    {"off", AccessLogMode::kOff},
-}};
 
 // `text` in double quotes, with quotes, backslashes and control bytes escaped and long values
 // cut, so that a message stays one readable line whatever the file holds.
@@ -132,14 +96,6 @@ std::string suggestion(std::string_view text, const Range& candidates) {
   const size_t limit = std::min<size_t>(2, std::max<size_t>(1, text.size() / 3));
   if (best.empty() || bestDistance > limit) return "";
   return " (did you mean " + quote(best) + "?)";
-}
-
-bool isValidName(std::string_view name) {
-  if (name.empty() || name.size() > kMaxNameLength) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == '-';
-  });
 }
 
 // A node and what to call it in messages. `mark` is where errors about it point: the node
@@ -432,7 +388,8 @@ void Parser::parseRoot(const Value& root, Config& config) {
   const MapFields fields(*this, root,
                          {"workers", "drain_timeout", "state_file", "admin", "metrics", "log",
                           "access_log", "clusters", "listeners"});
-  take(fields, "workers", config.workers, [&](const Value& v) { return readInteger(v, 0, 1024); });
+  take(fields, "workers", config.workers,
+       [&](const Value& v) { return readInteger(v, 0, kMaxWorkers); });
   take(fields, "drain_timeout", config.drainTimeout,
        [&](const Value& v) { return readDuration(v, true); });
   take(fields, "state_file", config.stateFile, [&](const Value& v) { return readString(v); });
@@ -451,15 +408,52 @@ void Parser::parseRoot(const Value& root, Config& config) {
 
 void Parser::parseAdmin(const Value& value, AdminConfig& admin) {
   if (!isMap(value)) return;
-  const MapFields fields(*this, value, {"address", "token_file", "tls"});
-  if (const auto address = fields.get("address")) {
-    if (const auto parsed = readAddress(*address, "127.0.0.1:9901")) {
+  const MapFields fields(*this, value,
+                         {"address", "token_file", "read_only_token_file", "insecure",
+                          "max_watchers", "max_message_size", "tls"});
+  const std::optional<Value> address = fields.get("address");
+  bool addressOk = true;
+  if (address) {
+    const auto parsed = readAddress(*address, "127.0.0.1:9901");
+    addressOk = parsed.has_value();
+    if (parsed) {
       admin.address = address->node.Scalar();
       boundAddresses_.emplace_back(*parsed, *address);
     }
   }
-  take(fields, "token_file", admin.tokenFile, [&](const Value& v) { return readString(v); });
+  const auto readFile = [&](const Value& v) { return readString(v); };
+  take(fields, "token_file", admin.tokenFile, readFile);
+  take(fields, "read_only_token_file", admin.readOnlyTokenFile, readFile);
+  take(fields, "insecure", admin.insecure,
+       [&](const Value& v) { return readEnum(v, kBooleanNames); });
+  // Watch streams each hold a queue of events; message sizes bound what one call may allocate.
+  constexpr uint32_t kMaxWatchers = 10000;
+  constexpr size_t kMinMessageSize = size_t{4} << 10;
+  constexpr size_t kMaxMessageSize = size_t{64} << 20;
+  take(fields, "max_watchers", admin.maxWatchers,
+       [&](const Value& v) { return readInteger(v, 1, kMaxWatchers); });
+  take(fields, "max_message_size", admin.maxMessageSize,
+       [&](const Value& v) { return readSize(v, kMinMessageSize, kMaxMessageSize); });
   if (const auto tls = fields.get("tls")) parseAdminTls(*tls, admin);
+
+  if (!admin.readOnlyTokenFile.empty()) {
+    // A read-only token alone would leave nobody able to change anything; mTLS plus a read-only
+    // token likewise, since with both configured the token decides the role.
+    if (admin.tokenFile.empty()) {
+      error(*fields.get("read_only_token_file"),
+            "needs admin.token_file (the read-only token is a second, weaker token)");
+    } else if (admin.readOnlyTokenFile == admin.tokenFile) {
+      error(*fields.get("read_only_token_file"), "must differ from admin.token_file");
+    }
+  }
+  // Anyone who can reach a non-loopback address could reconfigure the gateway: demand
+  // credentials, or an explicit opt-out for networks that are protected some other way.
+  if (address && addressOk && !admin.isLoopback() && admin.tokenFile.empty() &&
+      admin.tlsClientCaFile.empty() && !admin.insecure) {
+    error(*address, admin.address +
+                        " is not loopback; set admin.token_file, admin.tls.client_ca_file, or "
+                        "admin.insecure: true");
+  }
 }
 
 void Parser::parseAdminTls(const Value& value, AdminConfig& admin) {
@@ -490,8 +484,8 @@ void Parser::parseMetrics(const Value& value, MetricsConfig& metrics) {
 void Parser::parseLog(const Value& value, LogConfig& log) {
   if (!isMap(value)) return;
   const MapFields fields(*this, value, {"format", "level"});
-  take(fields, "format", log.format, [&](const Value& v) { return readEnum(v, kLogFormats); });
-  take(fields, "level", log.level, [&](const Value& v) { return readEnum(v, kLogLevels); });
+  take(fields, "format", log.format, [&](const Value& v) { return readEnum(v, kLogFormatNames); });
+  take(fields, "level", log.level, [&](const Value& v) { return readEnum(v, kLogLevelNames); });
 }
 
 void Parser::parseAccessLog(const Value& value, AccessLogConfig& accessLog) {
@@ -500,7 +494,7 @@ void Parser::parseAccessLog(const Value& value, AccessLogConfig& accessLog) {
   const std::optional<Value> mode = fields.get("mode");
   const std::optional<Value> path = fields.get("path");
   take(fields, "mode", accessLog.mode,
-       [&](const Value& v) { return readEnum(v, kAccessLogModes); });
+       [&](const Value& v) { return readEnum(v, kAccessLogModeNames); });
   take(fields, "path", accessLog.path, [&](const Value& v) { return readString(v); });
   if (mode && mode->node.IsScalar() && mode->node.Scalar() == "file" && accessLog.path.empty()) {
     error(*mode, "\"file\" needs a non-empty access_log.path");
@@ -537,7 +531,7 @@ std::optional<ClusterConfig> Parser::parseCluster(const Value& value) {
   } else {
     missing(value, "name");
   }
-  take(fields, "lb", cluster.lb, [&](const Value& v) { return readEnum(v, kLbPolicies); });
+  take(fields, "lb", cluster.lb, [&](const Value& v) { return readEnum(v, kLbPolicyNames); });
   if (const auto endpoints = fields.get("endpoints")) {
     parseEndpoints(*endpoints, cluster.endpoints);
   } else {
@@ -546,12 +540,12 @@ std::optional<ClusterConfig> Parser::parseCluster(const Value& value) {
   take(fields, "connect_timeout", cluster.connectTimeout,
        [&](const Value& v) { return readDuration(v, false); });
   take(fields, "max_connect_attempts", cluster.maxConnectAttempts,
-       [&](const Value& v) { return readInteger(v, 1, 100); });
+       [&](const Value& v) { return readInteger(v, kMinConnectAttempts, kMaxConnectAttempts); });
   if (const auto healthCheck = fields.get("health_check")) {
     cluster.healthCheck = parseHealthCheck(*healthCheck);
   }
   take(fields, "send_proxy_protocol", cluster.sendProxyProtocol,
-       [&](const Value& v) { return readEnum(v, kSendProxyProtocols); });
+       [&](const Value& v) { return readEnum(v, kProxyProtocolNames); });
   if (const auto outlier = fields.get("outlier")) parseOutlier(*outlier, cluster.outlier);
   if (errors_.size() != errorsBefore) return std::nullopt;
   return cluster;
@@ -588,9 +582,11 @@ std::optional<EndpointConfig> Parser::parseEndpoint(const Value& value) {
   EndpointConfig endpoint;
   Value address = value;
   if (value.node.IsMap()) {
-    const MapFields fields(*this, value, {"address", "weight"});
+    const MapFields fields(*this, value, {"address", "weight", "state"});
     take(fields, "weight", endpoint.weight,
-         [&](const Value& v) { return readInteger(v, 1, 1000); });
+         [&](const Value& v) { return readInteger(v, kMinWeight, kMaxWeight); });
+    take(fields, "state", endpoint.state,
+         [&](const Value& v) { return readEnum(v, kEndpointAdminStateNames); });
     const std::optional<Value> field = fields.get("address");
     if (!field) {
       missing(value, "address");
@@ -619,7 +615,9 @@ std::optional<HealthCheckConfig> Parser::parseHealthCheck(const Value& value) {
                          {"interval", "timeout", "unhealthy_threshold", "healthy_threshold"});
   HealthCheckConfig check;
   const auto readPositive = [&](const Value& v) { return readDuration(v, false); };
-  const auto readThreshold = [&](const Value& v) { return readInteger(v, 1, 1000); };
+  const auto readThreshold = [&](const Value& v) {
+    return readInteger(v, kMinHealthThreshold, kMaxHealthThreshold);
+  };
   take(fields, "interval", check.interval, readPositive);
   take(fields, "timeout", check.timeout, readPositive);
   take(fields, "unhealthy_threshold", check.unhealthyThreshold, readThreshold);
@@ -643,7 +641,7 @@ void Parser::parseOutlier(const Value& value, OutlierConfig& outlier) {
   const size_t errorsBefore = errors_.size();
   const MapFields fields(*this, value, {"consecutive_failures", "base_ejection", "max_ejection"});
   take(fields, "consecutive_failures", outlier.consecutiveFailures,
-       [&](const Value& v) { return readInteger(v, 0, 1000); });
+       [&](const Value& v) { return readInteger(v, 0, kMaxConsecutiveFailures); });
   const auto readPositive = [&](const Value& v) { return readDuration(v, false); };
   take(fields, "base_ejection", outlier.baseEjection, readPositive);
   take(fields, "max_ejection", outlier.maxEjection, readPositive);
@@ -674,7 +672,7 @@ std::optional<ListenerConfig> Parser::parseListener(const Value& value) {
       *this, value,
       {"name", "bind", "cluster", "max_connections", "buffer_limit", "idle_timeout",
        "half_close_timeout", "max_lifetime", "max_lifetime_jitter", "allow", "proxy_protocol",
-       "proxy_protocol_timeout"});
+       "proxy_protocol_timeout", "paused"});
   ListenerConfig listener;
   if (const auto name = fields.get("name")) {
     if (auto parsed = readName(*name)) {
@@ -701,7 +699,7 @@ std::optional<ListenerConfig> Parser::parseListener(const Value& value) {
     missing(value, "cluster");
   }
   take(fields, "max_connections", listener.maxConnections,
-       [&](const Value& v) { return readInteger(v, 1, kMaxUint32); });
+       [&](const Value& v) { return readInteger(v, kMinMaxConnections, kMaxUint32); });
   take(fields, "buffer_limit", listener.bufferLimit,
        [&](const Value& v) { return readSize(v, kMinBufferLimit, kMaxBufferLimit); });
   const auto readPositive = [&](const Value& v) { return readDuration(v, false); };
@@ -712,8 +710,10 @@ std::optional<ListenerConfig> Parser::parseListener(const Value& value) {
        [&](const Value& v) { return readDuration(v, true); });
   if (const auto allow = fields.get("allow")) parseAllow(*allow, listener.allow);
   take(fields, "proxy_protocol", listener.acceptProxyProtocol,
-       [&](const Value& v) { return readEnum(v, kAcceptProxyProtocols); });
+       [&](const Value& v) { return readEnum(v, kAcceptProxyProtocolNames); });
   take(fields, "proxy_protocol_timeout", listener.proxyProtocolTimeout, readPositive);
+  take(fields, "paused", listener.paused,
+       [&](const Value& v) { return readEnum(v, kBooleanNames); });
   if (errors_.size() != errorsBefore) return std::nullopt;
 
   if (listener.maxLifetimeJitter.count() > 0) {

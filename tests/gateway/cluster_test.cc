@@ -200,6 +200,80 @@ TEST(ClusterStateTest, DrainingAndDisabledEndpointsAreNeverPickedButKeepTheirFlo
   }
 }
 
+TEST(ClusterStateTest, AdminStatesStartAsTheConfigurationSays) {
+  ClusterConfig config = threeEndpoints(LbPolicy::kRoundRobin);
+  config.endpoints[1].state = EndpointAdminState::kDraining;
+  config.endpoints[2].state = EndpointAdminState::kDisabled;
+  ClusterState state(config);
+  EXPECT_EQ(state.adminState(0), EndpointAdminState::kActive);
+  EXPECT_EQ(state.adminState(1), EndpointAdminState::kDraining);
+  EXPECT_EQ(state.adminState(2), EndpointAdminState::kDisabled);
+  EXPECT_TRUE(state.available(0));
+  EXPECT_FALSE(state.available(1));
+  EXPECT_FALSE(state.available(2));
+}
+
+TEST(ClusterStateTest, InheritHealthTakesOverWhatWasLearnedAboutTheEndpointsThatStay) {
+  FakeTime time;
+  ClusterConfig before = ejecting(2);
+  before.healthCheck = HealthCheckConfig{};
+  auto old = std::make_shared<ClusterState>(before, time.now());
+  WorkerCluster worker(old, 1);
+  old->setHealthy(0, false);                                // 9001: failed its checks
+  failTimes(worker, "127.0.0.1:9002", 2);                   // 9002: ejected
+  failTimes(worker, "127.0.0.1:9003", 1);                   // 9003: one failure towards an ejection
+  worker.onConnectResult(address("127.0.0.1:9003"), true);  // ... then a flow, counted
+  failTimes(worker, "127.0.0.1:9003", 1);
+  ASSERT_TRUE(old->ejected(1));
+
+  // The same endpoints in another order, one gone, one new, and a changed admin state.
+  ClusterConfig after = before;
+  after.endpoints = {EndpointConfig{address("127.0.0.1:9003"), 1},
+                     EndpointConfig{address("127.0.0.1:9002"), 5, EndpointAdminState::kDraining},
+                     EndpointConfig{address("127.0.0.1:9004"), 1},
+                     EndpointConfig{address("127.0.0.1:9001"), 1}};
+  ClusterState fresh(after, time.now());
+  fresh.inheritHealth(*old);
+  EXPECT_FALSE(fresh.healthy(3));  // 9001
+  EXPECT_TRUE(fresh.ejected(1));   // 9002, for what is left of its back-off
+  EXPECT_EQ(fresh.ejectedUntil(1), old->ejectedUntil(1));
+  EXPECT_EQ(fresh.adminState(1), EndpointAdminState::kDraining);  // from the configuration
+  EXPECT_TRUE(fresh.healthy(2));                                  // 9004: new, starts healthy
+  EXPECT_FALSE(fresh.ejected(2));
+  EXPECT_EQ(fresh.activeConnections(0), 0u);  // counts stay with the old state's flows
+  // 9003's failure in a row carries over: one more ejects it (the threshold is 2).
+  auto nextState = std::make_shared<ClusterState>(after, time.now());
+  nextState->inheritHealth(*old);
+  WorkerCluster next(nextState, 1);
+  failTimes(next, "127.0.0.1:9003", 1);
+  EXPECT_TRUE(nextState->ejected(0));
+  time.advance(std::chrono::seconds(2));
+  EXPECT_FALSE(fresh.ejected(1));
+}
+
+TEST(ClusterStateTest, InheritHealthDropsWhatTheNewClusterCannotUndo) {
+  FakeTime time;
+  ClusterConfig before = ejecting(1);
+  before.healthCheck = HealthCheckConfig{};
+  auto old = std::make_shared<ClusterState>(before, time.now());
+  WorkerCluster worker(old, 1);
+  old->setHealthy(0, false);
+  failTimes(worker, "127.0.0.1:9002", 1);
+  ASSERT_TRUE(old->ejected(1));
+
+  // Without health checks nothing would mark 9001 healthy again; with ejection off nothing
+  // would have ejected 9002.
+  ClusterConfig after = before;
+  after.healthCheck.reset();
+  after.outlier.consecutiveFailures = 0;
+  ClusterState fresh(after, time.now());
+  fresh.inheritHealth(*old);
+  EXPECT_TRUE(fresh.healthy(0));
+  EXPECT_FALSE(fresh.ejected(1));
+  EXPECT_TRUE(fresh.available(0));
+  EXPECT_TRUE(fresh.available(1));
+}
+
 TEST(ClusterStateTest, AdminStatesHaveTheirConfigurationNames) {
   EXPECT_STREQ(toString(EndpointAdminState::kActive), "active");
   EXPECT_STREQ(toString(EndpointAdminState::kDraining), "draining");

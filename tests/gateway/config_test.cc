@@ -16,6 +16,8 @@
 #include "gateway/config/cidr.h"
 #include "gateway/config/config_parser.h"
 #include "gateway/config/default_config.h"
+#include "gateway/config/limits.h"
+#include "gateway/config/names.h"
 
 namespace evgate::gateway {
 namespace {
@@ -734,6 +736,56 @@ clusters:
             }));
 }
 
+TEST(ConfigParserTest, EndpointAdminStateAndPausedListener) {
+  const Config config = parseOk(R"(
+clusters:
+  - name: c
+    endpoints:
+      - 127.0.0.1:9000
+      - { address: 127.0.0.1:9001, state: draining }
+      - { address: 127.0.0.1:9002, state: disabled, weight: 3 }
+      - { address: 127.0.0.1:9003, state: active }
+listeners:
+  - { name: a, bind: 127.0.0.1:0, cluster: c, paused: true }
+  - { name: b, bind: 127.0.0.1:0, cluster: c, paused: false }
+  - { name: d, bind: 127.0.0.1:0, cluster: c }
+)");
+  const std::vector<EndpointConfig>& endpoints = config.clusters.at(0).endpoints;
+  ASSERT_EQ(endpoints.size(), 4u);
+  EXPECT_EQ(endpoints[0].state, EndpointAdminState::kActive);  // the default
+  EXPECT_EQ(endpoints[1].state, EndpointAdminState::kDraining);
+  EXPECT_EQ(endpoints[2].state, EndpointAdminState::kDisabled);
+  EXPECT_EQ(endpoints[2].weight, 3u);
+  EXPECT_EQ(endpoints[3].state, EndpointAdminState::kActive);
+  ASSERT_EQ(config.listeners.size(), 3u);
+  EXPECT_TRUE(config.listeners[0].paused);
+  EXPECT_FALSE(config.listeners[1].paused);
+  EXPECT_FALSE(config.listeners[2].paused);  // the default
+
+  // Both take part in equality, which is what a reload diffs by.
+  EndpointConfig endpoint = endpoints[0];
+  endpoint.state = EndpointAdminState::kDraining;
+  EXPECT_NE(endpoint, endpoints[0]);
+  ListenerConfig listener = config.listeners[1];
+  listener.paused = true;
+  EXPECT_NE(listener, config.listeners[1]);
+}
+
+TEST(ConfigParserTest, BadEndpointStateAndPausedValues) {
+  EXPECT_EQ(errorsOf(R"(
+clusters:
+  - name: c
+    endpoints: [ { address: 127.0.0.1:9000, state: drainig } ]
+listeners:
+  - { name: a, bind: 127.0.0.1:0, cluster: c, paused: yes }
+)"),
+            (Errors{
+                R"(t.yaml:3:52: clusters[0].endpoints[0].state: expected one of active, )"
+                R"(draining, disabled, got "drainig" (did you mean "draining"?))",
+                R"(t.yaml:5:55: listeners[0].paused: expected one of true, false, got "yes")",
+            }));
+}
+
 // ---- Admin, TLS, access log --------------------------------------------------------------------
 
 TEST(ConfigParserTest, AdminTlsNeedsCertAndKeyTogether) {
@@ -751,6 +803,99 @@ admin:
   EXPECT_EQ(errorsOf("admin: { tls: { client_ca_file: ca.crt } }"),
             (Errors{R"(t.yaml:1:33: admin.tls.client_ca_file: needs cert_file and key_file )"
                     R"((mutual TLS is TLS first))"}));
+}
+
+TEST(ConfigParserTest, AdminSecurityAndLimitKeys) {
+  const AdminConfig defaults;
+  EXPECT_EQ(defaults.readOnlyTokenFile, "");
+  EXPECT_FALSE(defaults.insecure);
+  EXPECT_EQ(defaults.maxWatchers, 64u);
+  EXPECT_EQ(defaults.maxMessageSize, size_t{4} << 20);
+
+  const Config config = parseOk(R"(
+admin:
+  address: 127.0.0.1:9911
+  token_file: /etc/evgate/token
+  read_only_token_file: /etc/evgate/read-only-token
+  insecure: true
+  max_watchers: 10000
+  max_message_size: 64MiB
+)");
+  EXPECT_EQ(config.admin.readOnlyTokenFile, "/etc/evgate/read-only-token");
+  EXPECT_TRUE(config.admin.insecure);
+  EXPECT_EQ(config.admin.maxWatchers, 10000u);
+  EXPECT_EQ(config.admin.maxMessageSize, size_t{64} << 20);
+  AdminConfig smallest;
+  smallest.maxWatchers = 1;
+  smallest.maxMessageSize = 4096;
+  EXPECT_EQ(parseOk("admin: { max_watchers: 1, max_message_size: 4KiB, insecure: false }").admin,
+            smallest);
+}
+
+TEST(ConfigParserTest, BadAdminSecurityAndLimitValues) {
+  EXPECT_EQ(errorsOf(R"(
+admin:
+  insecure: yes
+  max_watchers: 0
+  max_message_size: 4095
+)"),
+            (Errors{
+                R"(t.yaml:2:13: admin.insecure: expected one of true, false, got "yes")",
+                R"(t.yaml:3:17: admin.max_watchers: expected an integer 1..10000, got "0")",
+                R"(t.yaml:4:21: admin.max_message_size: expected a size from 4KiB to 64MiB, )"
+                R"(got "4095")",
+            }));
+  EXPECT_EQ(errorsOf("admin: { max_watchers: 10001, max_message_size: 65MiB }"),
+            (Errors{
+                R"(t.yaml:1:24: admin.max_watchers: expected an integer 1..10000, got "10001")",
+                R"(t.yaml:1:49: admin.max_message_size: expected a size from 4KiB to 64MiB, )"
+                R"(got "65MiB")",
+            }));
+  EXPECT_EQ(errorsOf("admin: { token_file: t, read_only_token_file: [] }"),
+            (Errors{R"(t.yaml:1:47: admin.read_only_token_file: expected a string, got a )"
+                    R"(sequence)"}));
+}
+
+TEST(ConfigParserTest, ReadOnlyTokenNeedsAnAdminTokenInAnotherFile) {
+  EXPECT_EQ(errorsOf("admin: { read_only_token_file: ro }"),
+            (Errors{R"(t.yaml:1:32: admin.read_only_token_file: needs admin.token_file (the )"
+                    R"(read-only token is a second, weaker token))"}));
+  EXPECT_EQ(errorsOf("admin: { token_file: t, read_only_token_file: t }"),
+            (Errors{R"(t.yaml:1:47: admin.read_only_token_file: must differ from )"
+                    R"(admin.token_file)"}));
+}
+
+TEST(ConfigParserTest, NonLoopbackAdminNeedsCredentialsOrInsecure) {
+  EXPECT_EQ(errorsOf("admin: { address: 0.0.0.0:9901 }"),
+            (Errors{R"(t.yaml:1:19: admin.address: 0.0.0.0:9901 is not loopback; set )"
+                    R"(admin.token_file, admin.tls.client_ca_file, or admin.insecure: true)"}));
+  EXPECT_EQ(errorsOf(R"(admin: { address: "[::]:9901", tls: { cert_file: c, key_file: k } })"),
+            (Errors{R"(t.yaml:1:19: admin.address: [::]:9901 is not loopback; set )"
+                    R"(admin.token_file, admin.tls.client_ca_file, or admin.insecure: true)"}));
+  // Any one of the three is enough.
+  parseOk("admin: { address: 10.1.2.3:9901, token_file: /etc/evgate/token }");
+  parseOk(R"(admin: { address: 10.1.2.3:9901, tls: { cert_file: c, key_file: k,
+                      client_ca_file: ca } })");
+  parseOk("admin: { address: 0.0.0.0:9901, insecure: true }");
+  // Loopback in every spelling needs nothing.
+  parseOk("admin: { address: 127.0.0.1:9901 }");
+  parseOk("admin: { address: 127.200.0.1:9901 }");
+  parseOk(R"(admin: { address: "[::1]:9901" })");
+  parseOk(R"(admin: { address: "[::ffff:127.0.0.1]:9901" })");
+}
+
+TEST(ConfigParserTest, AdminIsLoopback) {
+  const auto isLoopback = [](std::string address) {
+    AdminConfig admin;
+    admin.address = std::move(address);
+    return admin.isLoopback();
+  };
+  EXPECT_TRUE(AdminConfig{}.isLoopback());
+  EXPECT_TRUE(isLoopback("[::1]:0"));
+  EXPECT_FALSE(isLoopback("0.0.0.0:9901"));
+  EXPECT_FALSE(isLoopback("[::]:9901"));
+  EXPECT_FALSE(isLoopback("128.0.0.1:9901"));
+  EXPECT_FALSE(isLoopback("not an address"));
 }
 
 TEST(ConfigParserTest, AccessLogFileNeedsAPath) {
@@ -858,6 +1003,72 @@ TEST(ConfigParserTest, UnreadableFileIsOneErrorWithoutPosition) {
   const ConfigResult directory = loadConfigFile("/tmp");
   ASSERT_EQ(directory.errors.size(), 1u);
   EXPECT_EQ(directory.errors[0].toString(), "/tmp: cannot read file: Is a directory");
+}
+
+// ---- Limits and names shared with the admin API -------------------------------------------------
+
+TEST(ConfigLimitsTest, TheParserEnforcesTheSharedLimits) {
+  auto cluster = [](const std::string& keys) {
+    return "clusters: [ { name: c, endpoints: [ { address: \"1.2.3.4:5\", " + keys + " } ] } ]";
+  };
+  const std::string maxWeight = std::to_string(limits::kMaxWeight);
+  EXPECT_EQ(parseOk(cluster("weight: " + maxWeight)).clusters[0].endpoints[0].weight,
+            limits::kMaxWeight);
+  EXPECT_EQ(errorsOf(cluster("weight: " + std::to_string(limits::kMaxWeight + 1))).size(), 1u);
+  EXPECT_EQ(errorsOf(cluster("weight: " + std::to_string(limits::kMinWeight - 1))).size(), 1u);
+
+  auto attempts = [](uint32_t n) {
+    return "clusters: [ { name: c, endpoints: [ \"1.2.3.4:5\" ], max_connect_attempts: " +
+           std::to_string(n) + " } ]";
+  };
+  EXPECT_EQ(parseOk(attempts(limits::kMaxConnectAttempts)).clusters[0].maxConnectAttempts,
+            limits::kMaxConnectAttempts);
+  EXPECT_EQ(errorsOf(attempts(limits::kMaxConnectAttempts + 1)).size(), 1u);
+  EXPECT_EQ(errorsOf(attempts(limits::kMinConnectAttempts - 1)).size(), 1u);
+
+  EXPECT_EQ(parseOk("workers: " + std::to_string(limits::kMaxWorkers)).workers,
+            limits::kMaxWorkers);
+  EXPECT_EQ(errorsOf("workers: " + std::to_string(limits::kMaxWorkers + 1)).size(), 1u);
+  EXPECT_EQ(parseOk("drain_timeout: 8760h").drainTimeout, limits::kMaxDuration);
+  EXPECT_EQ(errorsOf("drain_timeout: 8761h").size(), 1u);
+
+  const std::string longest(limits::kMaxNameLength, 'n');
+  EXPECT_TRUE(limits::isValidName(longest));
+  EXPECT_FALSE(limits::isValidName(longest + "n"));
+  EXPECT_EQ(parseOk("clusters: [ { name: " + longest + ", endpoints: [ \"1.2.3.4:5\" ] } ]")
+                .clusters[0]
+                .name,
+            longest);
+  EXPECT_EQ(
+      errorsOf("clusters: [ { name: " + longest + "n, endpoints: [ \"1.2.3.4:5\" ] } ]").size(),
+      1u);
+  EXPECT_TRUE(limits::isValidName("web-1.pool_A"));
+  EXPECT_FALSE(limits::isValidName(""));
+  EXPECT_FALSE(limits::isValidName("a b"));
+  EXPECT_FALSE(limits::isValidName("a/b"));
+  static_assert(limits::isValidName("compile-time"));
+}
+
+TEST(ConfigNamesTest, EveryEnumValueRoundTripsThroughItsName) {
+  for (const auto& entry : kLbPolicyNames) {
+    EXPECT_EQ(parseLbPolicy(entry.name), entry.value);
+    EXPECT_EQ(toString(entry.value), entry.name);
+  }
+  for (const auto& entry : kProxyProtocolNames) {
+    EXPECT_EQ(parseProxyProtocol(entry.name), entry.value);
+    EXPECT_EQ(toString(entry.value), entry.name);
+  }
+  for (const auto& entry : kEndpointAdminStateNames) {
+    EXPECT_EQ(parseEndpointAdminState(entry.name), entry.value);
+    EXPECT_EQ(toString(entry.value), entry.name);
+  }
+  for (const auto& entry : kLogLevelNames) EXPECT_EQ(parseLogLevel(entry.name), entry.value);
+  for (const auto& entry : kLogFormatNames) EXPECT_EQ(parseLogFormat(entry.name), entry.value);
+  EXPECT_STREQ(toString(LbPolicy::kHashClientIp), "hash_client_ip");
+  EXPECT_STREQ(toString(EndpointAdminState::kDraining), "draining");
+  EXPECT_STREQ(toString(AccessLogMode::kOff), "off");
+  EXPECT_EQ(parseLbPolicy("Round_Robin"), std::nullopt);
+  EXPECT_EQ(parseEndpointAdminState(""), std::nullopt);
 }
 
 // ---- Cidr --------------------------------------------------------------------------------------

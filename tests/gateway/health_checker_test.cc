@@ -16,6 +16,7 @@
 #include "reactor/event_base.h"
 #include "reactor/socket_address.h"
 #include "tests/gateway/blackhole.h"
+#include "tests/gateway/notice_recorder.h"
 #include "tests/reactor/reactor_test_util.h"
 
 namespace evgate::gateway {
@@ -88,6 +89,56 @@ TEST_F(HealthCheckerTest, ThresholdsAreCountedExactlyBothWays) {
   ASSERT_TRUE(runUntil([&] { return checker.checksDone(0) == 8; }));
   EXPECT_TRUE(state->healthy(0));
   EXPECT_TRUE(state->available(0));
+}
+
+TEST_F(HealthCheckerTest, TransitionsArePublishedAsNotices) {
+  UniqueFd listener = listenOn(SocketAddress::loopbackV4());
+  const SocketAddress address = *SocketAddress::localOf(listener.get());
+  auto state = std::make_shared<ClusterState>(checkedCluster({address}, 20ms, 15ms, 1, 1));
+  testing::NoticeRecorder notices;
+  HealthChecker checker(base_, state, &notices);
+  checker.start();
+  ASSERT_TRUE(runUntil([&] { return checker.checksDone(0) == 1; }));
+  EXPECT_TRUE(notices.notices().empty());  // healthy and still healthy: no transition
+
+  listener.reset();
+  ::testing::internal::CaptureStderr();
+  ASSERT_TRUE(runUntil([&] { return !state->healthy(0); }));
+  listener = listenOn(address);
+  ASSERT_TRUE(runUntil([&] { return state->healthy(0); }));
+  (void)::testing::internal::GetCapturedStderr();
+
+  const std::vector<Notice> seen = notices.notices();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].type, Notice::Type::kEndpointUnhealthy);
+  EXPECT_EQ(seen[0].cluster, "hc");
+  EXPECT_EQ(seen[0].endpoint, address.toString());
+  EXPECT_EQ(seen[0].detail, "1 failed checks: connection refused");
+  EXPECT_EQ(seen[1].type, Notice::Type::kEndpointHealthy);
+  EXPECT_EQ(seen[1].endpoint, address.toString());
+  EXPECT_EQ(seen[1].detail, "1 passed checks");
+  EXPECT_LE(seen[0].time, seen[1].time);
+  EXPECT_EQ(notices.wantsAsked.load(), 0);  // health notices are always published
+}
+
+TEST_F(HealthCheckerTest, ItsEventsAreLabelledWithTheClusterAndEndpoint) {
+  Blackhole hole;
+  auto state = std::make_shared<ClusterState>(checkedCluster({hole.address()}, 1s, 500ms, 1, 1));
+  HealthChecker checker(base_, state);
+  checker.start();
+  // The first check starts at once and then waits for its timeout: timer and probe both exist.
+  base_.loop(reactor::kLoopNonBlock);
+  const std::string owner = "health hc " + hole.address().toString();
+  bool timer = false;
+  bool probe = false;
+  for (const reactor::EventInfo& row : base_.dumpEvents()) {
+    if (row.internal) continue;
+    timer = timer || (row.label == owner && row.state == reactor::EventState::kPending);
+    probe = probe || (row.label == owner + " probe write" && row.fd >= 0);
+    EXPECT_EQ(row.label.rfind(owner, 0), 0u) << row.label;
+  }
+  EXPECT_TRUE(timer);
+  EXPECT_TRUE(probe);
 }
 
 TEST_F(HealthCheckerTest, AnEndpointThatNeverAnswersFailsByTimeout) {

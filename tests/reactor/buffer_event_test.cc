@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "reactor/socket_address.h"
 #include "tests/reactor/reactor_test_util.h"
 
 namespace evgate::reactor {
@@ -741,6 +742,57 @@ TEST_P(BufferEventTest, SetFdMovesTheEventsAndLabelsThem) {
   writeAll(sp.b.get(), "x");
   ASSERT_TRUE(loopUntil(base, [&] { return rec.reads == 1; }));
   EXPECT_EQ(rec.writes, 1);  // libevent re-adds the enabled write event, which finds nothing to do
+}
+
+TEST_P(BufferEventTest, SetLabelNamesBothEventsAndSurvivesSetFd) {
+  EventBase base(options());
+  SocketPair first = makeSocketPair();
+  SocketPair second = makeSocketPair();
+  auto bev = BufferEvent::create(base, first.a.get(), 0);
+  bev->setLabel("flow 7 client");
+  ASSERT_EQ(bev->enable(kRead), 0);
+  auto rows = base.dumpEvents();
+  const EventInfo* read = findEvent(rows, "flow 7 client read");
+  ASSERT_NE(read, nullptr);
+  EXPECT_EQ(read->fd, first.a.get());
+  EXPECT_EQ(read->state, EventState::kPending);
+  ASSERT_NE(findEvent(rows, "flow 7 client write"), nullptr);
+  EXPECT_EQ(findEvent(rows, "bufferevent fd " + std::to_string(first.a.get()) + " read"), nullptr);
+
+  // A new fd (as connect() gives one) keeps the owner's label.
+  ASSERT_EQ(bev->setFd(second.a.get()), 0);
+  rows = base.dumpEvents();
+  read = findEvent(rows, "flow 7 client read");
+  ASSERT_NE(read, nullptr);
+  EXPECT_EQ(read->fd, second.a.get());
+  ASSERT_NE(findEvent(rows, "flow 7 client write"), nullptr);
+
+  // Empty: the default labels again.
+  bev->setLabel("");
+  rows = base.dumpEvents();
+  const std::string prefix = "bufferevent fd " + std::to_string(second.a.get());
+  EXPECT_NE(findEvent(rows, prefix + " read"), nullptr);
+  EXPECT_NE(findEvent(rows, prefix + " write"), nullptr);
+  EXPECT_EQ(findEvent(rows, "flow 7 client read"), nullptr);
+}
+
+TEST_P(BufferEventTest, SetLabelBeforeConnectLabelsTheAllocatedSocketsEvents) {
+  EventBase base(options());
+  UniqueFd server(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  const SocketAddress loopback = SocketAddress::loopbackV4();
+  ASSERT_EQ(::bind(server.get(), loopback.data(), loopback.length()), 0);
+  ASSERT_EQ(::listen(server.get(), 4), 0);
+  const SocketAddress to = *SocketAddress::localOf(server.get());
+  auto bev = BufferEvent::create(base, -1, BufferEvent::kCloseOnFree);
+  bev->setLabel("flow 9 upstream");
+  ASSERT_EQ(bev->connect(to.data(), to.length()), 0);
+  ASSERT_GE(bev->fd(), 0);
+  const auto rows = base.dumpEvents();
+  const EventInfo* write = findEvent(rows, "flow 9 upstream write");
+  ASSERT_NE(write, nullptr);
+  EXPECT_EQ(write->fd, bev->fd());
+  EXPECT_EQ(write->state, EventState::kPending);  // connecting
+  EXPECT_NE(findEvent(rows, "flow 9 upstream read"), nullptr);
 }
 
 // ---- freeing

@@ -321,6 +321,40 @@ TEST_P(ListenerTest, LocalAddressReportsTheBoundPortAndLabelsTheEvent) {
   EXPECT_TRUE(labelled);
 }
 
+TEST_P(ListenerTest, SetLabelNamesTheAcceptAndRetryEvents) {
+  EventBase base(options());
+  Recorder recorder;
+  std::unique_ptr<Listener> listener = bindLoopback(base, recorder, Listener::kCloseOnFree);
+  ASSERT_TRUE(listener);
+  listener->setLabel("listener web");
+  int accept = 0;
+  int retry = 0;
+  for (const EventInfo& row : base.dumpEvents()) {
+    if (row.label == "listener web") {
+      ++accept;
+      EXPECT_EQ(row.fd, listener->fd());
+      EXPECT_EQ(row.state, EventState::kPending);
+    } else if (row.label == "listener web accept retry") {
+      ++retry;
+      EXPECT_EQ(row.state, EventState::kInitialized);
+    } else {
+      EXPECT_EQ(row.label.rfind("listener ", 0), std::string::npos) << row.label;
+    }
+  }
+  EXPECT_EQ(accept, 1);
+  EXPECT_EQ(retry, 1);
+
+  // The label stays through disable/enable: it names the owner, not the state.
+  ASSERT_EQ(listener->disable(), 0);
+  bool found = false;
+  for (const EventInfo& row : base.dumpEvents()) {
+    if (row.label != "listener web") continue;
+    found = true;
+    EXPECT_EQ(row.state, EventState::kInitialized);
+  }
+  EXPECT_TRUE(found);
+}
+
 TEST_P(ListenerTest, AdoptWrapsASocketAndMakesItNonBlocking) {
   EventBase base(options());
   Recorder recorder;
