@@ -11,6 +11,10 @@ packages=(
   g++ cmake ninja-build pkg-config git
   # gateway: configuration
   libyaml-cpp-dev
+  # admin: the gRPC API (server, health, reflection), its protobuf code generation, the CLI
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libcli11-dev
+  # tests: certificates for the admin API's TLS and mTLS tests
+  openssl
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # libevent: the reference the reactor is checked against (tests and benchmarks only)

@@ -346,6 +346,8 @@ std::string yamlFor(const GatewaySetup& setup) {
                      "\n"
                      "log: { format: text, level: info }\n"
                      "access_log: { mode: stdout }\n"
+                     "admin: { address: 127.0.0.1:0 }\n"
+                     "metrics: { address: 127.0.0.1:0 }\n"
                      "clusters:\n"
                      "  - name: backends\n"
                      "    endpoints: [";
@@ -517,8 +519,12 @@ TEST_F(EvgateTest, RunsOnTheEmbeddedDefaultAndStopsOnSigterm) {
 }
 
 TEST_F(EvgateTest, LogsJsonLinesWithTheLogFormatFlag) {
-  daemon_ = std::make_unique<Process>(
-      std::vector<std::string>{EVGATE_BINARY, "--log-format", "json", "--log-level", "info"});
+  // The flags override the file's log settings; the file only moves the admin API off its
+  // default port, which the embedded-default test may hold at the same time.
+  const std::string path = writeFile(
+      "json.yaml", "log: { format: text, level: error }\nadmin: { address: 127.0.0.1:0 }\n");
+  daemon_ = std::make_unique<Process>(std::vector<std::string>{
+      EVGATE_BINARY, "--config", path, "--log-format", "json", "--log-level", "info"});
   ASSERT_TRUE(daemon_->started()) << daemon_->error();
   ASSERT_TRUE(daemon_->waitForOutput(std::regex(R"("msg":"no listeners configured")"), kStartLimit,
                                      Process::Stream::kStderr))
@@ -1035,6 +1041,8 @@ std::string reloadYaml(
       "drain_timeout: 5s\n"
       "log: { format: text, level: info }\n"
       "access_log: { mode: stdout }\n"
+      "admin: { address: 127.0.0.1:0 }\n"
+      "metrics: { address: 127.0.0.1:0 }\n"
       "clusters:\n";
   for (const auto& [name, endpoints] : clusters) {
     yaml += "  - name: " + name + "\n    endpoints: [";
@@ -1123,7 +1131,7 @@ TEST_F(ReloadTest, AddedListenerRelaysAndFlowsOnTheOthersAreUntouched) {
   ASSERT_TRUE(echoes(open.get(), "before"));
 
   EXPECT_EQ(reload(reloadYaml({{"backends", {backend.address()}}}, {{"web"}, {"api"}})),
-            "reloaded: +1 listeners, -0 listeners, 0 clusters changed");
+            "reloaded: +1 listeners, -0 listeners, 0 listeners updated, 0 clusters changed");
   const uint16_t api = portOf("api");
   ASSERT_NE(api, 0) << daemon_->err();
   const Fd added(connectTo(api));
@@ -1152,7 +1160,7 @@ TEST_F(ReloadTest, RemovedListenerRefusesNewClientsAndDrainsItsFlows) {
   ASSERT_TRUE(echoes(open.get(), "before"));
 
   EXPECT_EQ(reload(reloadYaml({{"backends", {backend.address()}}}, {{"web"}})),
-            "reloaded: +0 listeners, -1 listeners, 0 clusters changed");
+            "reloaded: +0 listeners, -1 listeners, 0 listeners updated, 0 clusters changed");
   const int refused = connectTo(api);
   EXPECT_LT(refused, 0) << "api still accepts";
   EXPECT_EQ(errno, ECONNREFUSED);
@@ -1178,7 +1186,7 @@ TEST_F(ReloadTest, ChangedClusterTakesNewFlowsWhileOpenFlowsStay) {
   ASSERT_TRUE(echoes(old.get(), "old flow"));
 
   EXPECT_EQ(reload(reloadYaml({{"backends", {after.address()}}}, {{"web"}})),
-            "reloaded: +0 listeners, -0 listeners, 1 clusters changed");
+            "reloaded: +0 listeners, -0 listeners, 0 listeners updated, 1 clusters changed");
   Fd fresh(connectTo(port_));
   ASSERT_GE(fresh.get(), 0) << std::strerror(errno);
   EXPECT_TRUE(echoes(fresh.get(), "new flow"));
@@ -1216,10 +1224,10 @@ TEST_F(ReloadTest, InvalidFileIsLoggedAndChangesNothing) {
   const std::string path = (dir_ / "evgate.yaml").string();
   // Every problem, as file:line:col: message, each on its own error line.
   EXPECT_NE(daemon_->err().find(" error " + path +
-                                ":14:14: listeners[1].cluster: unknown cluster \"nope\"\n"),
+                                ":16:14: listeners[1].cluster: unknown cluster \"nope\"\n"),
             std::string::npos)
       << daemon_->err();
-  EXPECT_NE(daemon_->err().find(" error " + path + ":15:1: unknown key \"bogus_key\""),
+  EXPECT_NE(daemon_->err().find(" error " + path + ":17:1: unknown key \"bogus_key\""),
             std::string::npos)
       << daemon_->err();
   ASSERT_NO_FATAL_FAILURE(expectNothingChanged(open, backend, other));
@@ -1251,7 +1259,32 @@ TEST_F(ReloadTest, BindConflictChangesNothing) {
   ASSERT_NO_FATAL_FAILURE(expectNothingChanged(open, backend, other));
 }
 
-TEST_F(ReloadTest, ChangedListenerOnTheSameAddressIsReplacedAndTheOldOneDrains) {
+// A configuration with one health-checked cluster and listener "web" on `bind`.
+std::string webYaml(const std::string& backend, const std::string& bind,
+                    const std::string& maxConnections) {
+  return "workers: 2\n"
+         "drain_timeout: 5s\n"
+         "log: { format: text, level: info }\n"
+         "access_log: { mode: stdout }\n"
+         "admin: { address: 127.0.0.1:0 }\n"
+         "metrics: { address: 127.0.0.1:0 }\n"
+         "clusters:\n"
+         "  - name: backends\n"
+         "    endpoints: [ \"" +
+         backend +
+         "\" ]\n"
+         "    health_check: { interval: 50ms, timeout: 40ms }\n"
+         "listeners:\n"
+         "  - name: web\n"
+         "    bind: " +
+         bind +
+         "\n"
+         "    cluster: backends\n"
+         "    max_connections: " +
+         maxConnections + "\n";
+}
+
+TEST_F(ReloadTest, ChangedListenerOnTheSameAddressIsUpdatedInPlace) {
   EchoServer before;
   EchoServer after;
   ASSERT_TRUE(before.ok());
@@ -1259,38 +1292,31 @@ TEST_F(ReloadTest, ChangedListenerOnTheSameAddressIsReplacedAndTheOldOneDrains) 
   const uint16_t fixed = refusedPort();
   ASSERT_NE(fixed, 0);
   // Health-checked clusters: the reload replaces the checker of the changed one.
-  auto yaml = [&](const EchoServer& backend, const std::string& maxConnections) {
-    return "workers: 2\n"
-           "drain_timeout: 5s\n"
-           "log: { format: text, level: info }\n"
-           "access_log: { mode: stdout }\n"
-           "clusters:\n"
-           "  - name: backends\n"
-           "    endpoints: [ \"" +
-           backend.address() +
-           "\" ]\n"
-           "    health_check: { interval: 50ms, timeout: 40ms }\n"
-           "listeners:\n"
-           "  - name: web\n"
-           "    bind: " +
-           address(fixed) +
-           "\n"
-           "    cluster: backends\n"
-           "    max_connections: " +
-           maxConnections + "\n";
-  };
-  ASSERT_NO_FATAL_FAILURE(startDaemon(yaml(before, "100")));
+  ASSERT_NO_FATAL_FAILURE(startDaemon(webYaml(before.address(), address(fixed), "100")));
   ASSERT_EQ(port_, fixed);
   Fd old(connectTo(port_));
   ASSERT_GE(old.get(), 0) << std::strerror(errno);
   ASSERT_TRUE(echoes(old.get(), "old flow"));
 
-  EXPECT_EQ(reload(yaml(after, "200")), "reloaded: +1 listeners, -1 listeners, 1 clusters changed");
-  EXPECT_EQ(portOf("web"), fixed);
+  EXPECT_EQ(reload(webYaml(after.address(), address(fixed), "200")),
+            "reloaded: +0 listeners, -0 listeners, 1 listeners updated, 1 clusters changed");
+  // The same sockets: no new "listening on" line.
+  EXPECT_EQ(occurrences(daemon_->err(), "listener web listening"), 1u) << daemon_->err();
   Fd fresh(connectTo(port_));
   ASSERT_GE(fresh.get(), 0) << std::strerror(errno);
   EXPECT_TRUE(echoes(fresh.get(), "new flow"));
   EXPECT_TRUE(echoes(old.get(), "old flow still relays"));
+
+  // The connection count is the same ListenerState's: with both flows open, a limit of 2 refuses
+  // a third client at once.
+  EXPECT_EQ(reload(webYaml(after.address(), address(fixed), "2")),
+            "reloaded: +0 listeners, -0 listeners, 1 listeners updated, 0 clusters changed");
+  {
+    const Fd third(connectTo(port_));
+    ASSERT_GE(third.get(), 0) << std::strerror(errno);
+    const std::string outcome = waitClosed(third.get(), Clock::now() + kPrompt);
+    EXPECT_TRUE(closedByPeer(outcome)) << outcome;
+  }
   const Exchange last = exchange(old.get(), "bye", Clock::now() + 5s, /*toEof=*/true);
   EXPECT_EQ(last.end, "eof");
   EXPECT_EQ(last.received, "bye");
@@ -1298,8 +1324,10 @@ TEST_F(ReloadTest, ChangedListenerOnTheSameAddressIsReplacedAndTheOldOneDrains) 
   fresh.reset();
 
   // The same file again: nothing differs.
-  EXPECT_EQ(reload(yaml(after, "200")), "reloaded: +0 listeners, -0 listeners, 0 clusters changed");
+  EXPECT_EQ(reload(webYaml(after.address(), address(fixed), "2")),
+            "reloaded: +0 listeners, -0 listeners, 0 listeners updated, 0 clusters changed");
   ASSERT_NO_FATAL_FAILURE(stopDaemon());
+  // The refused third client has no record: it never became a flow.
   const std::vector<AccessRecord> records = accessRecords(daemon_->out());
   ASSERT_EQ(records.size(), 2u) << daemon_->out();
   // The two flows may end on different workers: their lines come in either order.
@@ -1308,6 +1336,35 @@ TEST_F(ReloadTest, ChangedListenerOnTheSameAddressIsReplacedAndTheOldOneDrains) 
   std::vector<std::string> expected{before.address(), after.address()};
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(upstreams, expected);
+}
+
+TEST_F(ReloadTest, ListenerWithANewBindIsReplacedAndTheOldOneDrains) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  const uint16_t first = refusedPort();
+  ASSERT_NE(first, 0);
+  ASSERT_NO_FATAL_FAILURE(startDaemon(webYaml(backend.address(), address(first), "100")));
+  ASSERT_EQ(port_, first);
+  Fd old(connectTo(first));
+  ASSERT_GE(old.get(), 0) << std::strerror(errno);
+  ASSERT_TRUE(echoes(old.get(), "old flow"));
+
+  const uint16_t second = refusedPort();
+  ASSERT_NE(second, 0);
+  EXPECT_EQ(reload(webYaml(backend.address(), address(second), "100")),
+            "reloaded: +1 listeners, -1 listeners, 0 listeners updated, 0 clusters changed");
+  EXPECT_EQ(portOf("web"), second);
+  const int refused = connectTo(first);
+  EXPECT_LT(refused, 0) << "the old address still accepts";
+  if (refused >= 0) ::close(refused);
+  Fd fresh(connectTo(second));
+  ASSERT_GE(fresh.get(), 0) << std::strerror(errno);
+  EXPECT_TRUE(echoes(fresh.get(), "new flow"));
+  // The old listener's flow drains: it relays until it ends.
+  EXPECT_TRUE(echoes(old.get(), "old flow still relays"));
+  const Exchange last = exchange(old.get(), "bye", Clock::now() + 5s, /*toEof=*/true);
+  EXPECT_EQ(last.end, "eof");
+  EXPECT_EQ(last.received, "bye");
 }
 
 TEST_F(ReloadTest, EmbeddedDefaultHasNothingToReload) {

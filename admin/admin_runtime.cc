@@ -1,0 +1,107 @@
+#include "admin/admin_runtime.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <thread>
+#include <utility>
+
+#include "admin/state_file.h"
+#include "gateway/log.h"
+
+namespace evgate::admin {
+namespace {
+
+// How long admin calls in progress get to finish at exit.
+constexpr auto kShutdownGrace = std::chrono::milliseconds(1000);
+
+}  // namespace
+
+std::optional<std::string> loadStateFile(const std::string& path, DesiredState& state) {
+  std::string text;
+  if (const auto error = readWholeFile(path, text)) {
+    if (error->missing()) return std::nullopt;
+    return error->message;
+  }
+  state::v1::State overlay;
+  const auto parsed = google::protobuf::util::JsonStringToMessage(text, &overlay);
+  if (!parsed.ok()) return "state file " + path + ": " + parsed.ToString();
+  if (const grpc::Status status = state.loadOverlay(overlay); !status.ok()) {
+    return "state file " + path + ": " + status.error_message();
+  }
+  return std::nullopt;
+}
+
+AdminRuntime::AdminRuntime(reactor::EventBase& loop, std::string configPath, gateway::Config config,
+                           size_t watchQueueLimit)
+    : loop_(loop),
+      configPath_(std::move(configPath)),
+      config_(std::move(config)),
+      hub_(config_.admin.maxWatchers, watchQueueLimit),
+      notices_(hub_) {}
+
+AdminRuntime::~AdminRuntime() { stop(); }
+
+std::optional<std::string> AdminRuntime::start() {
+  std::string error;
+  auth_ = Authenticator::create(config_.admin, error);
+  if (auth_ == nullptr) return error;
+  for (const std::string& warning : securityWarnings(config_.admin)) gateway::logWarn(warning);
+
+  DesiredState desired(config_);
+  if (!config_.stateFile.empty()) {
+    if (auto stateError = loadStateFile(config_.stateFile, desired)) {
+      return *stateError + " (fix or remove it to start from the configuration file alone)";
+    }
+  }
+  gateway::Config effective = desired.effective();
+  if (const grpc::Status status = checkReferences(effective); !status.ok()) {
+    return "the state file " + config_.stateFile +
+           " does not fit the configuration file: " + status.error_message();
+  }
+  auto gateway = std::make_unique<gateway::Gateway>(std::move(effective));
+  gateway->setNoticeSink(&notices_);
+  if (auto startError = gateway->start()) return startError;
+  gateway_ = std::move(gateway);
+  control_ = std::make_unique<ControlPlane>(
+      loop_, *gateway_, std::move(desired), hub_,
+      ControlPlane::Options{EVGATE_VERSION, configPath_, config_.stateFile});
+  control_->start();
+  service_ = std::make_unique<AdminService>(*control_, *auth_, hub_);
+  server_ = AdminServer::start(config_.admin, *auth_, *service_, error);
+  if (server_ == nullptr) {
+    control_.reset();
+    gateway_->stop();
+    gateway_.reset();
+    return error;
+  }
+  return std::nullopt;
+}
+
+void AdminRuntime::stop() {
+  if (server_ != nullptr) {
+    control_->close();
+    hub_.closeAll();
+    // Calls in progress may be waiting for the control loop: keep it running until the server
+    // has let them finish.
+    std::thread stopper([this] {
+      server_->shutdown(kShutdownGrace);
+      loop_.runInLoop([this] { loop_.loopBreak(); });
+    });
+    loop_.loop(reactor::kLoopNoExitOnEmpty);
+    stopper.join();
+    server_.reset();
+  }
+  service_.reset();
+  control_.reset();
+  if (gateway_ != nullptr) gateway_->stop();
+}
+
+std::string AdminRuntime::adminAddress() const {
+  std::string address = config_.admin.address;
+  if (server_ != nullptr && address.ends_with(":0")) {
+    address.replace(address.size() - 1, 1, std::to_string(server_->port()));
+  }
+  return address;
+}
+
+}  // namespace evgate::admin

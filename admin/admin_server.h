@@ -1,0 +1,45 @@
+#pragma once
+
+#include <grpcpp/server.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "admin/auth.h"
+#include "gateway/config/config.h"
+
+namespace evgate::admin {
+
+// The admin gRPC server: the Admin service, gRPC health checking (grpc.health.v1, the overall
+// service "" and "evgate.admin.v1.Admin") and server reflection, on the admin address with the
+// configured credentials and message size limit.
+//
+// Thread rule: the owner's thread; setServing() from any thread.
+class AdminServer {
+ public:
+  // Binds `config.address` and starts serving `service`. On failure returns nullptr and sets
+  // `error` (naming the address and the system's reason when the bind fails).
+  static std::unique_ptr<AdminServer> start(const gateway::AdminConfig& config,
+                                            const Authenticator& auth, grpc::Service& service,
+                                            std::string& error);
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  // The bound port (the chosen one when the address says port 0).
+  int port() const { return port_; }
+  // What health checks answer: SERVING, or NOT_SERVING once a drain has started (so that
+  // Kubernetes readiness turns false while the flows finish).
+  void setServing(bool serving);
+  // Stops accepting calls and waits up to `grace` for the calls in progress; cancels the rest.
+  void shutdown(std::chrono::milliseconds grace);
+
+ private:
+  AdminServer(std::unique_ptr<grpc::Server> server, int port);
+
+  std::unique_ptr<grpc::Server> server_;
+  const int port_;
+};
+
+}  // namespace evgate::admin

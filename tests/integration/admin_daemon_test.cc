@@ -1,0 +1,419 @@
+// The admin API of the real evgate daemon on 127.0.0.1: listeners created over gRPC relay, health
+// and reflection answer, the Drain RPC, restarts that bring API changes back from the state
+// file (also after kill -9 in the middle of changes), SIGHUP next to API changes, a scheduled
+// event on the real clock, and the refusal of an exposed admin address without credentials.
+
+#include <google/protobuf/util/time_util.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "evgate/admin/v1/admin.grpc.pb.h"
+#include "tests/integration/grpc_probe.h"
+#include "tests/integration/net_util.h"
+#include "tests/integration/process.h"
+
+namespace evgate::test {
+namespace {
+
+namespace v1 = ::evgate::admin::v1;
+using google::protobuf::util::TimeUtil;
+
+constexpr auto kStartLimit = 10s;
+
+std::unique_ptr<grpc::ClientContext> callContext() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return context;
+}
+
+uint16_t portOf(const std::string& address) {
+  return static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+}
+
+// A temporary directory for one test's configuration and state files.
+class TempDir {
+ public:
+  TempDir() {
+    path_ = std::filesystem::temp_directory_path() /
+            ("evgate-admin-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path path_;
+};
+
+// A running daemon and a client for its admin API.
+class Daemon {
+ public:
+  explicit Daemon(const std::string& configPath)
+      : process_({EVGATE_BINARY, "--config", configPath}) {
+    if (!process_.started()) return;
+    const auto match = process_.waitForOutput(std::regex("admin API listening on [0-9.]+:(\\d+)"),
+                                              kStartLimit, Process::Stream::kStderr);
+    if (!match) return;
+    adminAddress_ = "127.0.0.1:" + (*match)[1];
+    channel_ = grpc::CreateChannel(adminAddress_, grpc::InsecureChannelCredentials());
+    stub_ = v1::Admin::NewStub(channel_);
+  }
+
+  bool ok() const { return stub_ != nullptr; }
+  // What it has logged so far (stderr).
+  const std::string& output() const { return process_.err(); }
+  v1::Admin::Stub& stub() { return *stub_; }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  Process& process() { return process_; }
+
+ private:
+  Process process_;
+  std::string adminAddress_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Admin::Stub> stub_;
+};
+
+std::string configYaml(const EchoServer& backend, const std::string& stateFile,
+                       const std::string& listeners = "") {
+  return "workers: 2\n"
+         "drain_timeout: 5s\n"
+         "access_log: { mode: off }\n"
+         "admin: { address: 127.0.0.1:0 }\n"
+         "metrics: { address: 127.0.0.1:0 }\n" +
+         (stateFile.empty() ? "" : "state_file: " + stateFile + "\n") +
+         "clusters:\n"
+         "  - name: backends\n"
+         "    endpoints: [ \"" +
+         backend.address() + "\" ]\n" + (listeners.empty() ? "" : "listeners:\n" + listeners);
+}
+
+void writeFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+grpc::Status createListener(v1::Admin::Stub& stub, const std::string& name, v1::Listener* out) {
+  v1::CreateListenerRequest request;
+  request.mutable_listener()->set_name(name);
+  request.mutable_listener()->set_bind("127.0.0.1:0");
+  request.mutable_listener()->set_cluster("backends");
+  v1::Listener ignored;
+  return stub.CreateListener(callContext().get(), request, out != nullptr ? out : &ignored);
+}
+
+std::set<std::string> listenerNames(v1::Admin::Stub& stub) {
+  v1::ListListenersRequest request;
+  request.set_page_size(1000);
+  v1::ListListenersResponse response;
+  EXPECT_TRUE(stub.ListListeners(callContext().get(), request, &response).ok());
+  std::set<std::string> names;
+  for (const v1::Listener& listener : response.listeners()) names.insert(listener.name());
+  return names;
+}
+
+Process::Exit stopDaemon(Daemon& daemon) {
+  daemon.process().signal(SIGTERM);
+  const auto exit = daemon.process().wait(10s);
+  EXPECT_TRUE(exit.has_value()) << "still running 10 s after SIGTERM";
+  return exit.value_or(Process::Exit{});
+}
+
+TEST(AdminDaemonTest, AListenerCreatedOverTheApiRelaysAndHealthAndReflectionAnswer) {
+  EchoServer backend;
+  TempDir dir;
+  writeFile(dir.file("evgate.yaml"), configYaml(backend, ""));
+  Daemon daemon(dir.file("evgate.yaml"));
+  ASSERT_TRUE(daemon.ok()) << daemon.output();
+
+  EXPECT_EQ(healthStatus(daemon.channel(), ""), 1);
+  EXPECT_EQ(healthStatus(daemon.channel(), "evgate.admin.v1.Admin"), 1);
+  EXPECT_NE(reflectionListServices(daemon.channel()).find("evgate.admin.v1.Admin"),
+            std::string::npos);
+
+  v1::Listener listener;
+  ASSERT_TRUE(createListener(daemon.stub(), "api", &listener).ok());
+  Fd client(connectTo(portOf(listener.bound_address())));
+  EXPECT_TRUE(echoes(client.get(), "relayed by a listener made over gRPC"));
+  client.reset();
+  EXPECT_EQ(stopDaemon(daemon).code(), 0);
+  EXPECT_NE(daemon.output().find("audit: who=local method=CreateListener target=listener/api "
+                                 "result=OK"),
+            std::string::npos);
+}
+
+TEST(AdminDaemonTest, TheDrainRpcTurnsHealthNotServingAndTheDaemonExitsWhenFlowsEnd) {
+  EchoServer backend;
+  TempDir dir;
+  writeFile(dir.file("evgate.yaml"),
+            configYaml(backend, "", "  - { name: web, bind: 127.0.0.1:0, cluster: backends }\n"));
+  Daemon daemon(dir.file("evgate.yaml"));
+  ASSERT_TRUE(daemon.ok()) << daemon.output();
+  v1::GetListenerRequest get;
+  get.set_name("web");
+  v1::Listener web;
+  ASSERT_TRUE(daemon.stub().GetListener(callContext().get(), get, &web).ok());
+  Fd open(connectTo(portOf(web.bound_address())));
+  ASSERT_TRUE(echoes(open.get(), "open before the drain"));
+
+  v1::DrainRequest drain;
+  v1::DrainResponse drained;
+  ASSERT_TRUE(daemon.stub().Drain(callContext().get(), drain, &drained).ok());
+  EXPECT_EQ(drained.active_flows(), 1u);
+  EXPECT_EQ(healthStatus(daemon.channel(), ""), 2);  // NOT_SERVING at once
+  v1::Status status;
+  ASSERT_TRUE(daemon.stub().GetStatus(callContext().get(), {}, &status).ok());
+  EXPECT_TRUE(status.draining());
+  // Changes are refused while draining.
+  EXPECT_EQ(createListener(daemon.stub(), "late", nullptr).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(echoes(open.get(), "the open flow goes on"));
+  open.reset();
+  const auto exit = daemon.process().wait(10s);
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->code(), 0);
+}
+
+TEST(AdminDaemonTest, ARestartBringsBackEveryApiChangeFromTheStateFile) {
+  EchoServer backend;
+  EchoServer second;
+  TempDir dir;
+  const std::string state = dir.file("state.yaml");
+  writeFile(
+      dir.file("evgate.yaml"),
+      configYaml(backend, state, "  - { name: web, bind: 127.0.0.1:0, cluster: backends }\n"));
+  {
+    Daemon daemon(dir.file("evgate.yaml"));
+    ASSERT_TRUE(daemon.ok()) << daemon.output();
+    v1::CreateClusterRequest cluster;
+    cluster.mutable_cluster()->set_name("pool");
+    cluster.mutable_cluster()->add_endpoints()->set_address(backend.address());
+    cluster.mutable_cluster()->add_endpoints()->set_address(second.address());
+    v1::Cluster created;
+    ASSERT_TRUE(daemon.stub().CreateCluster(callContext().get(), cluster, &created).ok());
+    v1::SetEndpointStateRequest disable;
+    disable.set_cluster("pool");
+    disable.set_address(second.address());
+    disable.set_state(v1::ENDPOINT_STATE_DISABLED);
+    ASSERT_TRUE(daemon.stub().SetEndpointState(callContext().get(), disable, &created).ok());
+    v1::CreateListenerRequest listener;
+    listener.mutable_listener()->set_name("api");
+    listener.mutable_listener()->set_bind("127.0.0.1:0");
+    listener.mutable_listener()->set_cluster("pool");
+    listener.mutable_listener()->set_max_connections(42);
+    v1::Listener made;
+    ASSERT_TRUE(daemon.stub().CreateListener(callContext().get(), listener, &made).ok());
+    v1::PauseListenerRequest pause;
+    pause.set_name("web");
+    ASSERT_TRUE(daemon.stub().PauseListener(callContext().get(), pause, &made).ok());
+    v1::CreateEventRequest event;
+    event.mutable_event()->set_name("tomorrow");
+    *event.mutable_event()->mutable_after() = TimeUtil::SecondsToDuration(86400);
+    event.mutable_event()->mutable_action()->set_resume_listener("web");
+    v1::ScheduledEvent scheduled;
+    ASSERT_TRUE(daemon.stub().CreateEvent(callContext().get(), event, &scheduled).ok());
+    EXPECT_EQ(stopDaemon(daemon).code(), 0);
+  }
+  Daemon daemon(dir.file("evgate.yaml"));
+  ASSERT_TRUE(daemon.ok()) << daemon.output();
+  v1::GetListenerRequest get;
+  get.set_name("api");
+  v1::Listener api;
+  ASSERT_TRUE(daemon.stub().GetListener(callContext().get(), get, &api).ok());
+  EXPECT_EQ(api.cluster(), "pool");
+  EXPECT_EQ(api.max_connections(), 42u);
+  EXPECT_EQ(api.source(), v1::SOURCE_API);
+  get.set_name("web");
+  v1::Listener web;
+  ASSERT_TRUE(daemon.stub().GetListener(callContext().get(), get, &web).ok());
+  EXPECT_TRUE(web.paused());
+  v1::GetClusterRequest getCluster;
+  getCluster.set_name("pool");
+  v1::Cluster pool;
+  ASSERT_TRUE(daemon.stub().GetCluster(callContext().get(), getCluster, &pool).ok());
+  ASSERT_EQ(pool.endpoints_size(), 2);
+  EXPECT_EQ(pool.endpoints(1).state(), v1::ENDPOINT_STATE_DISABLED);
+  v1::ListEventsResponse events;
+  ASSERT_TRUE(daemon.stub().ListEvents(callContext().get(), {}, &events).ok());
+  ASSERT_EQ(events.scheduled_events_size(), 1);
+  EXPECT_EQ(events.scheduled_events(0).name(), "tomorrow");
+  // The restored listener relays, only to the endpoint that is not disabled.
+  Fd client(connectTo(portOf(api.bound_address())));
+  EXPECT_TRUE(echoes(client.get(), "after the restart"));
+  EXPECT_EQ(second.accepted(), 0);
+}
+
+// The n-th change of the churn below: create l<n>, except every third change deletes the
+// listener created two changes earlier.
+void applyChange(std::set<std::string>& names, int n) {
+  if (n % 3 == 2) {
+    names.erase("l" + std::to_string(n - 2));
+  } else {
+    names.insert("l" + std::to_string(n));
+  }
+}
+
+TEST(AdminDaemonTest, KillNineDuringChangesLeavesAStateFileEqualToAPrefixOfTheAcknowledged) {
+  EchoServer backend;
+  for (int round = 0; round < 4; ++round) {
+    TempDir dir;
+    const std::string state = dir.file("state.yaml");
+    writeFile(dir.file("evgate.yaml"), configYaml(backend, state));
+    std::atomic<int> acknowledged{0};
+    {
+      Daemon daemon(dir.file("evgate.yaml"));
+      ASSERT_TRUE(daemon.ok()) << daemon.output();
+      std::atomic<bool> stop{false};
+      std::thread churn([&] {
+        for (int n = 0; !stop.load(); ++n) {
+          grpc::Status status;
+          if (n % 3 == 2) {
+            v1::DeleteListenerRequest request;
+            request.set_name("l" + std::to_string(n - 2));
+            request.mutable_drain_timeout()->set_seconds(0);
+            v1::DeleteListenerResponse response;
+            status = daemon.stub().DeleteListener(callContext().get(), request, &response);
+          } else {
+            status = createListener(daemon.stub(), "l" + std::to_string(n), nullptr);
+          }
+          if (!status.ok()) return;  // the daemon is gone
+          acknowledged.store(n + 1);
+        }
+      });
+      // Kill at a different point each round, once some changes are acknowledged.
+      const int target = 5 + round * 7;
+      while (acknowledged.load() < target) std::this_thread::yield();
+      daemon.process().signal(SIGKILL);
+      ASSERT_TRUE(daemon.process().wait(10s).has_value());
+      stop.store(true);
+      churn.join();
+    }
+    Daemon restarted(dir.file("evgate.yaml"));
+    ASSERT_TRUE(restarted.ok()) << restarted.output();
+    const std::set<std::string> names = listenerNames(restarted.stub());
+    // Every acknowledged change, and perhaps the one in flight when the kill came (written but
+    // not yet answered).
+    std::set<std::string> expected;
+    const int acked = acknowledged.load();
+    for (int n = 0; n < acked; ++n) applyChange(expected, n);
+    std::set<std::string> withInFlight = expected;
+    applyChange(withInFlight, acked);
+    EXPECT_TRUE(names == expected || names == withInFlight)
+        << "round " << round << ": " << acked << " acknowledged, " << names.size()
+        << " listeners restored";
+    EXPECT_EQ(stopDaemon(restarted).code(), 0);
+  }
+}
+
+TEST(AdminDaemonTest, SighupReloadsTheFileAndKeepsApiChangesOverIt) {
+  EchoServer backend;
+  TempDir dir;
+  const std::string config = dir.file("evgate.yaml");
+  writeFile(config, configYaml(backend, "",
+                               "  - { name: web, bind: 127.0.0.1:0, cluster: backends }\n"
+                               "  - { name: old, bind: 127.0.0.1:0, cluster: backends }\n"));
+  Daemon daemon(config);
+  ASSERT_TRUE(daemon.ok()) << daemon.output();
+  ASSERT_TRUE(createListener(daemon.stub(), "api", nullptr).ok());
+  v1::UpdateListenerRequest update;
+  update.mutable_listener()->set_name("web");
+  update.mutable_listener()->set_max_connections(7);
+  update.mutable_update_mask()->add_paths("max_connections");
+  v1::Listener updated;
+  ASSERT_TRUE(daemon.stub().UpdateListener(callContext().get(), update, &updated).ok());
+
+  // The file now: web with another limit (the API's version wins), "old" gone, "new" added.
+  writeFile(config, configYaml(backend, "",
+                               "  - { name: web, bind: 127.0.0.1:0, cluster: backends, "
+                               "max_connections: 99 }\n"
+                               "  - { name: new, bind: 127.0.0.1:0, cluster: backends }\n"));
+  v1::WatchRequest watch;
+  auto watchContext = callContext();
+  auto stream = daemon.stub().Watch(watchContext.get(), watch);
+  // Subscribed once GetStatus counts the watcher.
+  for (int i = 0; i < 2500; ++i) {
+    v1::Status status;
+    if (daemon.stub().GetStatus(callContext().get(), {}, &status).ok() && status.watchers() == 1) {
+      break;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  daemon.process().signal(SIGHUP);
+  v1::WatchEvent event;
+  bool reloaded = false;
+  while (!reloaded && stream->Read(&event)) {
+    reloaded = event.type() == v1::WATCH_EVENT_TYPE_CONFIG_RELOADED;
+  }
+  ASSERT_TRUE(reloaded);
+  watchContext->TryCancel();
+  EXPECT_EQ(listenerNames(daemon.stub()), (std::set<std::string>{"api", "new", "web"}));
+  v1::GetListenerRequest get;
+  get.set_name("web");
+  v1::Listener web;
+  ASSERT_TRUE(daemon.stub().GetListener(callContext().get(), get, &web).ok());
+  EXPECT_EQ(web.max_connections(), 7u);
+  EXPECT_EQ(web.source(), v1::SOURCE_API);
+}
+
+TEST(AdminDaemonTest, AScheduledEventFiresOnTimeOnTheRealClock) {
+  EchoServer backend;
+  TempDir dir;
+  writeFile(dir.file("evgate.yaml"),
+            configYaml(backend, "", "  - { name: web, bind: 127.0.0.1:0, cluster: backends }\n"));
+  Daemon daemon(dir.file("evgate.yaml"));
+  ASSERT_TRUE(daemon.ok()) << daemon.output();
+  v1::WatchRequest watch;
+  auto watchContext = callContext();
+  auto stream = daemon.stub().Watch(watchContext.get(), watch);
+  v1::CreateEventRequest request;
+  request.mutable_event()->set_name("soon");
+  *request.mutable_event()->mutable_after() = TimeUtil::MillisecondsToDuration(300);
+  request.mutable_event()->mutable_action()->set_pause_listener("web");
+  v1::ScheduledEvent created;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(daemon.stub().CreateEvent(callContext().get(), request, &created).ok());
+  v1::WatchEvent event;
+  bool fired = false;
+  while (!fired && stream->Read(&event)) {
+    fired = event.type() == v1::WATCH_EVENT_TYPE_SCHEDULED_EVENT_FIRED;
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(fired);
+  EXPECT_EQ(event.scheduled_event(), "soon");
+  EXPECT_EQ(event.detail(), "ok");
+  // On time: not early, and late by less than a generous margin for a loaded machine.
+  EXPECT_GE(elapsed, 300ms);
+  EXPECT_LT(elapsed, 300ms + 2s);
+  watchContext->TryCancel();
+}
+
+TEST(AdminDaemonTest, AnExposedAdminAddressNeedsCredentialsOrAnExplicitInsecure) {
+  EchoServer backend;
+  TempDir dir;
+  std::string yaml = configYaml(backend, "");
+  yaml.replace(yaml.find("127.0.0.1:0 }"), 13, "0.0.0.0:0 }");
+  writeFile(dir.file("exposed.yaml"), yaml);
+  Process refused({EVGATE_BINARY, "--config", dir.file("exposed.yaml")});
+  const auto exit = refused.wait(kStartLimit);
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->code(), 1);
+  EXPECT_NE(refused.err().find("admin.address"), std::string::npos) << refused.err();
+
+  yaml.replace(yaml.find("0.0.0.0:0 }"), 11, "0.0.0.0:0, insecure: true }");
+  writeFile(dir.file("insecure.yaml"), yaml);
+  Daemon daemon(dir.file("insecure.yaml"));
+  ASSERT_TRUE(daemon.ok()) << daemon.output();
+  EXPECT_NE(daemon.output().find("warn"), std::string::npos);
+  EXPECT_EQ(stopDaemon(daemon).code(), 0);
+}
+
+}  // namespace
+}  // namespace evgate::test
