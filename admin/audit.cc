@@ -92,7 +92,8 @@ std::string formatAudit(const Caller& caller, std::string_view method, std::stri
 
 void logAudit(const Caller& caller, std::string_view method, std::string_view target,
               const grpc::Status& result) {
-  gateway::logInfo(formatAudit(caller, method, target, result));
+  // Audit lines are kept whatever log.level says: the trail must not depend on verbosity.
+  gateway::logUnfiltered(gateway::LogLevel::kInfo, formatAudit(caller, method, target, result));
 }
 
 }  // namespace evgate::admin

@@ -24,7 +24,8 @@ namespace evgate::admin {
 std::string formatAudit(const Caller& caller, std::string_view method, std::string_view target,
                         const grpc::Status& result);
 
-// Writes formatAudit(...) to the daemon log (gateway::logInfo). Safe from any thread.
+// Writes formatAudit(...) to the daemon log at info level, even when log.level is above info.
+// Safe from any thread.
 void logAudit(const Caller& caller, std::string_view method, std::string_view target,
               const grpc::Status& result);
 

@@ -84,14 +84,17 @@ google::protobuf::FieldMask writableFields(std::initializer_list<const char*> ou
   return mask;
 }
 
-// Checks an update mask: each path a writable top-level field.
+// Checks an update mask: each path names a field of the resource ("idle_timeout", or a nested
+// one like "health_check.timeout") under a writable top-level field.
 template <typename Message>
 grpc::Status checkMask(const google::protobuf::FieldMask& mask,
                        std::initializer_list<const char*> outputOnly, std::string_view what) {
   const google::protobuf::FieldMask writable = writableFields<Message>(outputOnly);
   for (const std::string& path : mask.paths()) {
-    if (std::find(writable.paths().begin(), writable.paths().end(), path) ==
-        writable.paths().end()) {
+    const std::string top = path.substr(0, path.find('.'));
+    const bool known = FieldMaskUtil::IsValidPath<Message>(path);
+    if (!known || std::find(writable.paths().begin(), writable.paths().end(), top) ==
+                      writable.paths().end()) {
       return invalidArgument("update_mask",
                              "\"" + path + "\" is not a writable " + std::string(what) + " field");
     }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "admin/audit.h"
 #include "admin/control_plane.h"
 #include "admin/resource_convert.h"
 #include "gateway/config/limits.h"
@@ -30,26 +31,7 @@ google::protobuf::Timestamp toTimestamp(SystemClock::time_point time) {
 
 std::string describe(const grpc::Status& status) {
   if (status.ok()) return "ok";
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  const auto code = static_cast<size_t>(status.error_code());
-  const char* name = code < std::size(kNames) ? kNames[code] : "UNKNOWN";
-  return std::string(name) + ": " + status.error_message();
+  return std::string(statusCodeName(status.error_code())) + ": " + status.error_message();
 }
 
 std::string flagsText(reactor::EventMask mask) {

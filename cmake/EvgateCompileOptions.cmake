@@ -23,5 +23,11 @@ function(evgate_add_gtest name)
   cmake_parse_arguments(ARG "" "LABEL" "SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main evgate_warnings)
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 30 PROPERTIES LABELS "${ARG_LABEL}" TIMEOUT 120)
+  set(environment)
+  if("thread" IN_LIST EVGATE_SANITIZE)
+    # gRPC and its dependencies come uninstrumented from Debian (tests/tsan.supp says why).
+    set(environment ENVIRONMENT "TSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/tsan.supp")
+  endif()
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 30
+                       PROPERTIES LABELS "${ARG_LABEL}" TIMEOUT 120 ${environment})
 endfunction()

@@ -78,6 +78,10 @@ std::string jsonQuote(std::string_view text) {
 
 void logMessage(LogLevel level, std::string_view message) {
   if (level < gLevel.load(std::memory_order_relaxed)) return;
+  logUnfiltered(level, message);
+}
+
+void logUnfiltered(LogLevel level, std::string_view message) {
   std::string line;
   if (gFormat.load(std::memory_order_relaxed) == LogFormat::kJson) {
     line = "{\"ts\":\"" + timestamp() + "\",\"level\":\"" + levelName(level) +

@@ -10,6 +10,9 @@ namespace evgate::gateway {
 // JSON ({"ts":..., "level":..., "msg":...}). Safe from any thread: each line is one write(2).
 void configureLog(LogFormat format, LogLevel level);
 void logMessage(LogLevel level, std::string_view message);
+// The same whatever the configured level: for records that must not be filtered out (the admin
+// API's audit trail).
+void logUnfiltered(LogLevel level, std::string_view message);
 inline void logInfo(std::string_view message) { logMessage(LogLevel::kInfo, message); }
 inline void logWarn(std::string_view message) { logMessage(LogLevel::kWarn, message); }
 inline void logError(std::string_view message) { logMessage(LogLevel::kError, message); }

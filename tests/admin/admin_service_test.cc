@@ -24,12 +24,9 @@ using evgate::test::connectTo;
 using evgate::test::echoes;
 using evgate::test::EchoServer;
 using evgate::test::Fd;
+using evgate::test::portOf;
 using evgate::test::waitClosed;
 using google::protobuf::util::TimeUtil;
-
-uint16_t portOf(const std::string& address) {
-  return static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
-}
 
 std::string baseYaml(const EchoServer& backend, const std::string& extra = "") {
   return "workers: 2\n"
@@ -393,6 +390,19 @@ TEST_F(AdminServiceTest, UpdateClusterReplacesEndpointsAndRejectsBadOnes) {
   Fd client(connectTo(portOfListener("web")));
   EXPECT_TRUE(echoes(client.get(), "to the replacement"));
   EXPECT_EQ(replacement.accepted(), 1);
+
+  // A nested path changes one field of a message and keeps the others.
+  v1::UpdateClusterRequest nested;
+  nested.mutable_cluster()->set_name("backends");
+  nested.mutable_cluster()->mutable_outlier()->set_consecutive_failures(9);
+  nested.mutable_update_mask()->add_paths("outlier.consecutive_failures");
+  ASSERT_TRUE(stub().UpdateCluster(callContext().get(), nested, &updated).ok());
+  EXPECT_EQ(updated.outlier().consecutive_failures(), 9u);
+  EXPECT_EQ(updated.outlier().max_ejection().seconds(), 30);
+  EXPECT_EQ(updated.endpoints_size(), 1);
+  nested.mutable_update_mask()->set_paths(0, "outlier.no_such_field");
+  EXPECT_EQ(stub().UpdateCluster(callContext().get(), nested, &updated).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 
   update.mutable_cluster()->mutable_endpoints(0)->set_address("127.0.0.1");  // no port
   grpc::Status status = stub().UpdateCluster(callContext().get(), update, &updated);
@@ -766,6 +776,74 @@ TEST(AdminWatchTest, AWatcherThatNeverReadsIsCutOffAndNothingElseWaits) {
   const grpc::StatusCode code = stuck->Finish().error_code();
   EXPECT_TRUE(code == grpc::StatusCode::CANCELLED || code == grpc::StatusCode::RESOURCE_EXHAUSTED)
       << code;
+}
+
+TEST(AdminWatchTest, EndpointHealthTransitionsAreStreamed) {
+  EchoServer backend;
+  AdminHarness admin(baseYaml(backend));
+  ASSERT_TRUE(admin.ok()) << admin.error();
+  v1::WatchRequest request;
+  auto context = callContext();
+  auto stream = admin.stub().Watch(context.get(), request);
+  ASSERT_TRUE(eventually([&] {
+    v1::Status status;
+    return admin.stub().GetStatus(callContext().get(), {}, &status).ok() && status.watchers() == 1;
+  }));
+  // A cluster whose only endpoint refuses: its first failed check marks it unhealthy.
+  v1::CreateClusterRequest create;
+  v1::Cluster& cluster = *create.mutable_cluster();
+  cluster.set_name("down");
+  const std::string refused = evgate::test::address(evgate::test::refusedPort());
+  cluster.add_endpoints()->set_address(refused);
+  *cluster.mutable_health_check()->mutable_interval() = TimeUtil::MillisecondsToDuration(50);
+  *cluster.mutable_health_check()->mutable_timeout() = TimeUtil::MillisecondsToDuration(40);
+  cluster.mutable_health_check()->set_unhealthy_threshold(1);
+  v1::Cluster created;
+  ASSERT_TRUE(admin.stub().CreateCluster(callContext().get(), create, &created).ok());
+  v1::WatchEvent event;
+  bool unhealthy = false;
+  while (!unhealthy && stream->Read(&event)) {
+    unhealthy = event.type() == v1::WATCH_EVENT_TYPE_ENDPOINT_UNHEALTHY;
+  }
+  ASSERT_TRUE(unhealthy);
+  EXPECT_EQ(event.cluster(), "down");
+  EXPECT_EQ(event.endpoint(), refused);
+  v1::GetClusterRequest get;
+  get.set_name("down");
+  ASSERT_TRUE(admin.stub().GetCluster(callContext().get(), get, &created).ok());
+  EXPECT_FALSE(created.endpoints(0).healthy());
+  context->TryCancel();
+}
+
+TEST(AdminLimitsTest, OversizedRequestsAndPagesAreBounded) {
+  EchoServer backend;
+  std::string yaml = baseYaml(backend);
+  const std::string adminLine = "admin: { address: 127.0.0.1:0 }";
+  yaml.replace(yaml.find(adminLine), adminLine.size(),
+               "admin: { address: 127.0.0.1:0, max_message_size: 4KiB }");
+  AdminHarness admin(yaml);
+  ASSERT_TRUE(admin.ok()) << admin.error();
+  v1::CreateClusterRequest big;
+  big.mutable_cluster()->set_name("big");
+  for (int i = 1; i <= 1000; ++i) {
+    big.mutable_cluster()->add_endpoints()->set_address("127.0.0.1:" + std::to_string(i));
+  }
+  v1::Cluster cluster;
+  EXPECT_EQ(admin.stub().CreateCluster(callContext().get(), big, &cluster).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  v1::GetClusterRequest get;
+  get.set_name("big");
+  EXPECT_EQ(admin.stub().GetCluster(callContext().get(), get, &cluster).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  v1::ListListenersRequest list;
+  list.set_page_size(-1);
+  v1::ListListenersResponse listeners;
+  EXPECT_EQ(admin.stub().ListListeners(callContext().get(), list, &listeners).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  list.set_page_size(1000000);  // capped, not refused
+  EXPECT_TRUE(admin.stub().ListListeners(callContext().get(), list, &listeners).ok());
+  EXPECT_EQ(listeners.listeners_size(), 1);
 }
 
 TEST(AdminStateFileTest, ChangesSurviveARestartAndAnUnwritableFileRefusesTheChange) {

@@ -18,23 +18,14 @@
 #include "evgate/admin/v1/admin.grpc.pb.h"
 #include "gateway/config/config_parser.h"
 #include "reactor/event_base.h"
+#include "tests/integration/net_util.h"
 
 namespace evgate::admin::testing {
 
 namespace v1 = ::evgate::admin::v1;
 using namespace std::chrono_literals;
 
-// Polls `condition` until it holds or `limit` passes: the way a test waits for something that
-// happens on another thread without sleeping for a guessed time.
-inline bool eventually(const std::function<bool()>& condition,
-                       std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
-}
+using test::eventually;
 
 // A client context with a deadline, so a failing test never hangs.
 inline std::unique_ptr<grpc::ClientContext> callContext(

@@ -69,5 +69,17 @@ TEST(AuditTest, LogAuditWritesOneInfoLineToTheDaemonLog) {
   EXPECT_EQ(std::count(captured.begin(), captured.end(), '\n'), 1);
 }
 
+TEST(AuditTest, AuditLinesAreKeptWhenTheLogLevelIsAboveInfo) {
+  gateway::configureLog(gateway::LogFormat::kText, gateway::LogLevel::kError);
+  ::testing::internal::CaptureStderr();
+  gateway::logInfo("an ordinary info line");
+  logAudit(kAdmin, "DeleteListener", "listener/web", grpc::Status::OK);
+  const std::string captured = ::testing::internal::GetCapturedStderr();
+  gateway::configureLog(gateway::LogFormat::kText, gateway::LogLevel::kInfo);
+  EXPECT_EQ(captured.find("an ordinary info line"), std::string::npos) << captured;
+  EXPECT_NE(captured.find("audit: who=admin-token method=DeleteListener"), std::string::npos)
+      << captured;
+}
+
 }  // namespace
 }  // namespace evgate::admin

@@ -19,14 +19,11 @@ using evgate::test::Clock;
 using evgate::test::connectTo;
 using evgate::test::EchoServer;
 using evgate::test::Fd;
+using evgate::test::portOf;
 
 constexpr int kCycles = 1000;
 constexpr int kFlowThreads = 3;
 constexpr size_t kFlowBytes = 256 * 1024;
-
-uint16_t portOf(const std::string& address) {
-  return static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
-}
 
 TEST(AdminChurnTest, CreateDeleteCyclesDropNoFlowOfOtherListeners) {
   EchoServer backend;
