@@ -330,6 +330,8 @@ grpc::Status ControlPlane::createListener(const v1::CreateListenerRequest& reque
     return status;
   }
   describeListener(listener, out);
+  // As if applied: the change would put it in the API's overlay.
+  if (request.validate_only()) out.set_source(v1::SOURCE_API);
   return grpc::Status::OK;
 }
 
@@ -388,6 +390,8 @@ grpc::Status ControlPlane::updateListener(const v1::UpdateListenerRequest& reque
     return status;
   }
   describeListener(listener, out);
+  // As if applied: the change would put it in the API's overlay.
+  if (request.validate_only()) out.set_source(v1::SOURCE_API);
   return grpc::Status::OK;
 }
 
@@ -454,6 +458,8 @@ grpc::Status ControlPlane::setPaused(const std::string& name, bool paused,
     if (duration) armPause(name);
   }
   describeListener(listener, out);
+  // As if applied: the change would put it in the API's overlay.
+  if (validateOnly) out.set_source(v1::SOURCE_API);
   return grpc::Status::OK;
 }
 
@@ -492,6 +498,8 @@ grpc::Status ControlPlane::createCluster(const v1::CreateClusterRequest& request
     return status;
   }
   describeCluster(cluster, out);
+  // As if applied: the change would put it in the API's overlay.
+  if (request.validate_only()) out.set_source(v1::SOURCE_API);
   return grpc::Status::OK;
 }
 
@@ -530,6 +538,8 @@ grpc::Status ControlPlane::changeCluster(
   change.notices[0].set_cluster(name);
   if (grpc::Status status = commit(std::move(change), validateOnly); !status.ok()) return status;
   describeCluster(cluster, out);
+  // As if applied: the change would put it in the API's overlay.
+  if (validateOnly) out.set_source(v1::SOURCE_API);
   return grpc::Status::OK;
 }
 

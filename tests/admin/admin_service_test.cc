@@ -24,7 +24,6 @@ using evgate::test::connectTo;
 using evgate::test::echoes;
 using evgate::test::EchoServer;
 using evgate::test::Fd;
-using evgate::test::portOf;
 using evgate::test::waitClosed;
 using google::protobuf::util::TimeUtil;
 

@@ -26,6 +26,7 @@ namespace v1 = ::evgate::admin::v1;
 using namespace std::chrono_literals;
 
 using test::eventually;
+using test::portOf;
 
 // A client context with a deadline, so a failing test never hangs.
 inline std::unique_ptr<grpc::ClientContext> callContext(

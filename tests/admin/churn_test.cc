@@ -19,7 +19,6 @@ using evgate::test::Clock;
 using evgate::test::connectTo;
 using evgate::test::EchoServer;
 using evgate::test::Fd;
-using evgate::test::portOf;
 
 constexpr int kCycles = 1000;
 constexpr int kFlowThreads = 3;

@@ -427,8 +427,8 @@ TEST(GatewayTest, AnEndpointStateChangeIsSetOnTheRunningClusterState) {
 TEST(GatewayTest, AChangedClusterKeepsTheHealthAndEjectionsOfTheEndpointsThatStay) {
   EchoBackend backend;
   EchoBackend added;
-  const SocketAddress dead = testing::loopback(testing::freePort());
-  const SocketAddress ejectedEndpoint = testing::loopback(testing::freePort());
+  const SocketAddress dead = testing::loopback(testing::refusedPort());
+  const SocketAddress ejectedEndpoint = testing::loopback(testing::refusedPort());
   Config config = baseConfig();
   config.clusters.push_back(clusterOf("c", {backend.address(), dead, ejectedEndpoint}));
   config.clusters[0].healthCheck = HealthCheckConfig{24h, 1s, 1, 1000};

@@ -36,10 +36,6 @@ std::unique_ptr<grpc::ClientContext> callContext() {
   return context;
 }
 
-uint16_t portOf(const std::string& address) {
-  return static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
-}
-
 // A temporary directory for one test's configuration and state files.
 class TempDir {
  public:
@@ -144,7 +140,7 @@ TEST(AdminDaemonTest, AListenerCreatedOverTheApiRelaysAndHealthAndReflectionAnsw
   Fd client(connectTo(portOf(listener.bound_address())));
   EXPECT_TRUE(echoes(client.get(), "relayed by a listener made over gRPC"));
   client.reset();
-  EXPECT_EQ(stopDaemon(daemon).code(), 0);
+  EXPECT_EQ(stopDaemon(daemon).code(), 0) << daemon.output();
   EXPECT_NE(daemon.output().find("audit: who=local method=CreateListener target=listener/api "
                                  "result=OK"),
             std::string::npos);

@@ -19,280 +19,39 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <random>
 #include <regex>
 #include <sstream>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "tests/integration/net_util.h"
 #include "tests/integration/process.h"
 
 namespace {
 
 using namespace std::chrono_literals;
+using evgate::test::address;
+using evgate::test::Clock;
+using evgate::test::closedByPeer;
+using evgate::test::connectTo;
+using evgate::test::echoes;
+using evgate::test::EchoServer;
+using evgate::test::Exchange;
+using evgate::test::exchange;
+using evgate::test::Fd;
+using evgate::test::localPort;
+using evgate::test::loopback;
 using evgate::test::Process;
-using Clock = std::chrono::steady_clock;
+using evgate::test::randomBytes;
+using evgate::test::refusedPort;
+using evgate::test::waitClosed;
 
 // Generous bounds for things that normally take milliseconds (a sanitizer build is slower).
 constexpr auto kStartLimit = 10s;
 constexpr auto kPrompt = 2s;
-
-// ---------------------------------------------------------------------------------------------
-// Sockets.
-
-sockaddr_in loopback(uint16_t port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
-
-// A blocking connect to 127.0.0.1:port: the fd, or -1 with errno set.
-int connectTo(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  const sockaddr_in addr = loopback(port);
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    const int saved = errno;
-    ::close(fd);
-    errno = saved;
-    return -1;
-  }
-  return fd;
-}
-
-uint16_t localPort(int fd) {
-  sockaddr_in addr{};
-  socklen_t length = sizeof addr;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) return 0;
-  return ntohs(addr.sin_port);
-}
-
-// A port on 127.0.0.1 that refuses connections: bound to get a free one, then closed.
-uint16_t refusedPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const sockaddr_in addr = loopback(0);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) return 0;
-  const uint16_t port = localPort(fd);
-  ::close(fd);
-  return port;
-}
-
-std::string address(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
-
-int millisLeft(Clock::time_point deadline) {
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-  return static_cast<int>(std::max<int64_t>(0, left.count()));
-}
-
-// What a client saw: the bytes it read and how reading ended ("complete", "eof", "reset",
-// "timeout" or an error).
-struct Exchange {
-  std::string received;
-  std::string end;
-};
-
-// Sends `data` on `fd` while reading what comes back. With `toEof`, shuts the write half once
-// everything is sent and reads until the peer closes; otherwise stops once data.size() bytes are
-// back ("complete").
-Exchange exchange(int fd, std::string_view data, Clock::time_point deadline, bool toEof) {
-  Exchange result;
-  size_t written = 0;
-  bool shut = false;
-  std::string buf(65536, '\0');
-  for (;;) {
-    if (!toEof && result.received.size() >= data.size()) {
-      result.end = "complete";
-      return result;
-    }
-    if (toEof && written == data.size() && !shut) {
-      ::shutdown(fd, SHUT_WR);
-      shut = true;
-    }
-    if (Clock::now() >= deadline) {
-      result.end = "timeout";
-      return result;
-    }
-    pollfd p{fd, static_cast<short>(POLLIN | (written < data.size() ? POLLOUT : 0)), 0};
-    const int ready = ::poll(&p, 1, millisLeft(deadline));
-    if (ready < 0 && errno != EINTR) {
-      result.end = std::string("poll: ") + std::strerror(errno);
-      return result;
-    }
-    if (ready <= 0) continue;
-    if ((p.revents & POLLOUT) != 0 && written < data.size()) {
-      const ssize_t n =
-          ::send(fd, data.data() + written, std::min<size_t>(65536, data.size() - written),
-                 MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n > 0) {
-        written += static_cast<size_t>(n);
-      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        result.end = std::string("send: ") + std::strerror(errno);
-        return result;
-      }
-    }
-    if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-      const ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
-      if (n > 0) {
-        result.received.append(buf.data(), static_cast<size_t>(n));
-      } else if (n == 0) {
-        result.end = "eof";
-        return result;
-      } else if (errno == ECONNRESET) {
-        result.end = "reset";
-        return result;
-      } else if (errno != EAGAIN && errno != EINTR) {
-        result.end = std::string("recv: ") + std::strerror(errno);
-        return result;
-      }
-    }
-  }
-}
-
-// Sends `data` and reads the same number of bytes back; true if they are equal.
-bool echoes(int fd, std::string_view data, Clock::duration limit = 5s) {
-  const Exchange result = exchange(fd, data, Clock::now() + limit, /*toEof=*/false);
-  return result.end == "complete" && result.received == data;
-}
-
-// Waits for the peer to close `fd` (bytes that arrive are discarded): "eof", "reset" or
-// "timeout".
-std::string waitClosed(int fd, Clock::time_point deadline) {
-  char buf[4096];
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    const int ready = ::poll(&p, 1, millisLeft(deadline));
-    if (ready == 0) return "timeout";
-    if (ready < 0) {
-      if (errno == EINTR) continue;
-      return std::string("poll: ") + std::strerror(errno);
-    }
-    const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n == 0) return "eof";
-    if (n < 0 && errno == ECONNRESET) return "reset";
-    if (n < 0 && errno != EAGAIN && errno != EINTR) {
-      return std::string("recv: ") + std::strerror(errno);
-    }
-  }
-}
-
-bool closedByPeer(const std::string& outcome) { return outcome == "eof" || outcome == "reset"; }
-
-// An fd closed on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = other.fd_;
-      other.fd_ = -1;
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
-
-std::string randomBytes(size_t size, uint64_t seed) {
-  std::mt19937_64 random(seed);
-  std::string bytes(size, '\0');
-  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
-  return bytes;
-}
-
-// ---------------------------------------------------------------------------------------------
-// A backend: a threaded echo server on 127.0.0.1:0. Each connection echoes until the peer's EOF,
-// then sends its own FIN. stop() (or the destructor) ends everything.
-
-class EchoServer {
- public:
-  EchoServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const sockaddr_in addr = loopback(0);
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd_, SOMAXCONN) != 0) {
-      return;
-    }
-    port_ = localPort(fd_);
-    acceptor_ = std::thread([this] { acceptLoop(); });
-  }
-  ~EchoServer() { stop(); }
-  EchoServer(const EchoServer&) = delete;
-  EchoServer& operator=(const EchoServer&) = delete;
-
-  bool ok() const { return port_ != 0; }
-  uint16_t port() const { return port_; }
-  std::string address() const { return ::address(port_); }
-  int accepted() const { return accepted_.load(); }
-
-  void stop() {
-    if (fd_ < 0) return;
-    ::shutdown(fd_, SHUT_RDWR);  // wakes the blocked accept()
-    if (acceptor_.joinable()) acceptor_.join();
-    ::close(fd_);
-    fd_ = -1;
-    std::lock_guard lock(mutex_);
-    for (const int fd : connections_) ::shutdown(fd, SHUT_RDWR);
-    for (std::thread& thread : threads_) thread.join();
-    for (const int fd : connections_) ::close(fd);
-  }
-
- private:
-  void acceptLoop() {
-    for (;;) {
-      const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;
-      }
-      accepted_.fetch_add(1);
-      std::lock_guard lock(mutex_);
-      connections_.push_back(fd);
-      threads_.emplace_back([fd] { serve(fd); });
-    }
-  }
-
-  // The fd is closed by stop(), never here: its number must not be reused while stop() may
-  // still shut it down.
-  static void serve(int fd) {
-    std::string buf(65536, '\0');
-    for (;;) {
-      const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
-      if (n <= 0) break;
-      size_t sent = 0;
-      while (sent < static_cast<size_t>(n)) {
-        const ssize_t m =
-            ::send(fd, buf.data() + sent, static_cast<size_t>(n) - sent, MSG_NOSIGNAL);
-        if (m <= 0) return;
-        sent += static_cast<size_t>(m);
-      }
-    }
-    ::shutdown(fd, SHUT_WR);
-  }
-
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::atomic<int> accepted_{0};
-  std::thread acceptor_;
-  std::mutex mutex_;
-  std::vector<int> connections_;
-  std::vector<std::thread> threads_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // The access log: one JSON line per flow on the daemon's stdout.

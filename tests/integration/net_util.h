@@ -1,7 +1,8 @@
 #pragma once
 
 // Loopback helpers for tests that drive real daemons and in-process gateways: blocking client
-// sockets with deadlines, and a threaded echo backend. Every wait has a deadline.
+// sockets with deadlines, a threaded echo backend, and eventually() for a condition that another
+// thread makes true. Every wait has a deadline.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <string>
@@ -70,9 +72,25 @@ inline uint16_t refusedPort() {
 
 inline std::string address(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
 
+// The port of "host:port".
+inline uint16_t portOf(const std::string& hostPort) {
+  return static_cast<uint16_t>(std::stoi(hostPort.substr(hostPort.rfind(':') + 1)));
+}
+
 inline int millisLeft(Clock::time_point deadline) {
   const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
   return static_cast<int>(std::max<int64_t>(0, left.count()));
+}
+
+// Polls `condition` every millisecond until it holds or `limit` passes: the way a test waits for
+// something that happens on another thread without sleeping for a guessed time.
+inline bool eventually(const std::function<bool()>& condition, Clock::duration limit = 10s) {
+  const Clock::time_point deadline = Clock::now() + limit;
+  while (!condition()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
 }
 
 // What a client saw: the bytes it read and how reading ended ("complete", "eof", "reset",
