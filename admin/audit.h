@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "admin/auth.h"
+#include "admin/status_code_name.h"
 
 namespace evgate::admin {
 
@@ -28,8 +29,5 @@ std::string formatAudit(const Caller& caller, std::string_view method, std::stri
 // Safe from any thread.
 void logAudit(const Caller& caller, std::string_view method, std::string_view target,
               const grpc::Status& result);
-
-// "OK", "INVALID_ARGUMENT", ...: the name of a gRPC status code as in the gRPC docs.
-const char* statusCodeName(grpc::StatusCode code);
 
 }  // namespace evgate::admin

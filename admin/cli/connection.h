@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "admin/status_code_name.h"
 #include "evgate/admin/v1/admin.grpc.pb.h"
 
 namespace evgate::admin::cli {
@@ -49,8 +50,5 @@ class Connection {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Admin::Stub> stub_;
 };
-
-// "NOT_FOUND" for grpc::StatusCode::NOT_FOUND.
-const char* statusCodeName(grpc::StatusCode code);
 
 }  // namespace evgate::admin::cli

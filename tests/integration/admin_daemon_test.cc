@@ -30,29 +30,6 @@ using google::protobuf::util::TimeUtil;
 
 constexpr auto kStartLimit = 10s;
 
-std::unique_ptr<grpc::ClientContext> callContext() {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  return context;
-}
-
-// A temporary directory for one test's configuration and state files.
-class TempDir {
- public:
-  TempDir() {
-    path_ = std::filesystem::temp_directory_path() /
-            ("evgate-admin-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  static inline int counter_ = 0;
-  std::filesystem::path path_;
-};
-
 // A running daemon and a client for its admin API.
 class Daemon {
  public:
@@ -94,8 +71,6 @@ std::string configYaml(const EchoServer& backend, const std::string& stateFile,
          "    endpoints: [ \"" +
          backend.address() + "\" ]\n" + (listeners.empty() ? "" : "listeners:\n" + listeners);
 }
-
-void writeFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 grpc::Status createListener(v1::Admin::Stub& stub, const std::string& name, v1::Listener* out) {
   v1::CreateListenerRequest request;

@@ -147,25 +147,6 @@ std::string receive(int fd, size_t size, Clock::time_point deadline) {
   return received;
 }
 
-// A temporary directory for one test's configuration, state and token files.
-class TempDir {
- public:
-  TempDir() {
-    path_ = std::filesystem::temp_directory_path() /
-            ("evgatectl-e2e-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  static inline int counter_ = 0;
-  std::filesystem::path path_;
-};
-
-void writeFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
-
 // The evgate daemon, started on a configuration file; ok() once its admin API listens.
 class Gateway {
  public:

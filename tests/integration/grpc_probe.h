@@ -16,6 +16,14 @@
 
 namespace evgate::test {
 
+// A client context with a deadline, so a call to a daemon that went wrong cannot hang a test.
+inline std::unique_ptr<grpc::ClientContext> callContext(
+    std::chrono::milliseconds limit = std::chrono::milliseconds(10000)) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + limit);
+  return context;
+}
+
 inline std::string bytesOf(const grpc::ByteBuffer& buffer) {
   std::vector<grpc::Slice> slices;
   if (!buffer.Dump(&slices).ok()) return "";

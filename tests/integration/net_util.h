@@ -15,6 +15,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <random>
@@ -297,5 +299,28 @@ class EchoServer {
   std::vector<int> connections_;
   std::vector<std::thread> threads_;
 };
+
+// A temporary directory for one test's files, removed with everything in it at the end.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "evgate-test") {
+    path_ = std::filesystem::temp_directory_path() /
+            (prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path path_;
+};
+
+inline void writeFile(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
 
 }  // namespace evgate::test
