@@ -237,10 +237,11 @@ std::shared_ptr<gateway::ClusterState> ControlPlane::runningCluster(const std::s
   return nullptr;
 }
 
-void ControlPlane::describeListener(const gateway::ListenerConfig& config,
-                                    v1::Listener& out) const {
+void ControlPlane::describeListener(const gateway::ListenerConfig& config, v1::Listener& out,
+                                    bool dryRun) const {
   listenerToProto(config, out);
-  out.set_source(state_.listenerSource(config.name));
+  // A dry run answers as if applied: the change would put the listener in the API's overlay.
+  out.set_source(dryRun ? v1::SOURCE_API : state_.listenerSource(config.name));
   if (const auto running = runningListener(config.name)) {
     out.set_bound_address(running->bound.toString());
     out.set_active_connections(running->connections.load(std::memory_order_relaxed));
@@ -251,9 +252,10 @@ void ControlPlane::describeListener(const gateway::ListenerConfig& config,
   }
 }
 
-void ControlPlane::describeCluster(const gateway::ClusterConfig& config, v1::Cluster& out) const {
+void ControlPlane::describeCluster(const gateway::ClusterConfig& config, v1::Cluster& out,
+                                   bool dryRun) const {
   clusterToProto(config, out);
-  out.set_source(state_.clusterSource(config.name));
+  out.set_source(dryRun ? v1::SOURCE_API : state_.clusterSource(config.name));
   for (const gateway::ListenerConfig& listener : gateway_.config().listeners) {
     if (listener.cluster == config.name) out.add_listeners(listener.name);
   }
@@ -329,9 +331,7 @@ grpc::Status ControlPlane::createListener(const v1::CreateListenerRequest& reque
   if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
     return status;
   }
-  describeListener(listener, out);
-  // As if applied: the change would put it in the API's overlay.
-  if (request.validate_only()) out.set_source(v1::SOURCE_API);
+  describeListener(listener, out, request.validate_only());
   return grpc::Status::OK;
 }
 
@@ -389,9 +389,7 @@ grpc::Status ControlPlane::updateListener(const v1::UpdateListenerRequest& reque
   if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
     return status;
   }
-  describeListener(listener, out);
-  // As if applied: the change would put it in the API's overlay.
-  if (request.validate_only()) out.set_source(v1::SOURCE_API);
+  describeListener(listener, out, request.validate_only());
   return grpc::Status::OK;
 }
 
@@ -457,9 +455,7 @@ grpc::Status ControlPlane::setPaused(const std::string& name, bool paused,
     disarm("pause " + name);
     if (duration) armPause(name);
   }
-  describeListener(listener, out);
-  // As if applied: the change would put it in the API's overlay.
-  if (validateOnly) out.set_source(v1::SOURCE_API);
+  describeListener(listener, out, validateOnly);
   return grpc::Status::OK;
 }
 
@@ -497,9 +493,7 @@ grpc::Status ControlPlane::createCluster(const v1::CreateClusterRequest& request
   if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
     return status;
   }
-  describeCluster(cluster, out);
-  // As if applied: the change would put it in the API's overlay.
-  if (request.validate_only()) out.set_source(v1::SOURCE_API);
+  describeCluster(cluster, out, request.validate_only());
   return grpc::Status::OK;
 }
 
@@ -537,9 +531,7 @@ grpc::Status ControlPlane::changeCluster(
   change.next.putCluster(cluster);
   change.notices[0].set_cluster(name);
   if (grpc::Status status = commit(std::move(change), validateOnly); !status.ok()) return status;
-  describeCluster(cluster, out);
-  // As if applied: the change would put it in the API's overlay.
-  if (validateOnly) out.set_source(v1::SOURCE_API);
+  describeCluster(cluster, out, validateOnly);
   return grpc::Status::OK;
 }
 

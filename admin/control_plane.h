@@ -133,8 +133,11 @@ class ControlPlane {
   const gateway::ClusterConfig* findCluster(const std::string& name) const;
   std::shared_ptr<gateway::ListenerState> runningListener(const std::string& name) const;
   std::shared_ptr<gateway::ClusterState> runningCluster(const std::string& name) const;
-  void describeListener(const gateway::ListenerConfig& config, v1::Listener& out) const;
-  void describeCluster(const gateway::ClusterConfig& config, v1::Cluster& out) const;
+  // The resource with its live state; `dryRun`: as a validate_only call would leave it.
+  void describeListener(const gateway::ListenerConfig& config, v1::Listener& out,
+                        bool dryRun = false) const;
+  void describeCluster(const gateway::ClusterConfig& config, v1::Cluster& out,
+                       bool dryRun = false) const;
   grpc::Status changeCluster(const std::string& name, bool validateOnly,
                              const std::function<grpc::Status(gateway::ClusterConfig&)>& edit,
                              v1::WatchEvent notice, v1::Cluster& out);
