@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.."
 
 out=${BENCH_OUT:-$PWD/build/release/bench-relay}
 loadgen=$PWD/build/release/bench/loadgen/evgate-loadgen
-evgate=$PWD/build/release/gateway/evgate
+evgate=$PWD/build/release/daemon/evgate
 workers=${BENCH_WORKERS:-1}
 proxy_cpus=${BENCH_PROXY_CPUS:-1}
 load_cpus=${BENCH_LOAD_CPUS:-0}

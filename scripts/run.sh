@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cmake --preset release >/dev/null
 cmake --build --preset release --target evgate evgate-echo
-exec build/release/gateway/evgate "$@"
+exec build/release/daemon/evgate "$@"
