@@ -7,6 +7,8 @@
 
 #include "admin/state_file.h"
 #include "gateway/log.h"
+#include "gateway/metrics/gateway_collector.h"
+#include "gateway/metrics/process_collector.h"
 
 namespace evgate::admin {
 namespace {
@@ -37,7 +39,8 @@ AdminRuntime::AdminRuntime(reactor::EventBase& loop, std::string configPath, gat
       configPath_(std::move(configPath)),
       config_(std::move(config)),
       hub_(config_.admin.maxWatchers, watchQueueLimit),
-      notices_(hub_) {}
+      notices_(hub_),
+      adminMetrics_(std::make_shared<AdminMetrics>(hub_)) {}
 
 AdminRuntime::~AdminRuntime() { stop(); }
 
@@ -67,8 +70,18 @@ std::optional<std::string> AdminRuntime::start() {
       ControlPlane::Options{EVGATE_VERSION, configPath_, config_.stateFile});
   control_->start();
   service_ = std::make_unique<AdminService>(*control_, *auth_, hub_);
-  server_ = AdminServer::start(config_.admin, *auth_, *service_, error);
-  if (server_ == nullptr) {
+  control_->setMetrics(adminMetrics_.get());
+  server_ = AdminServer::start(config_.admin, *auth_, *service_, error, adminMetrics_.get());
+  if (server_ != nullptr) {
+    metricsServer_ = gateway::metrics::MetricsServer::start(
+        config_.metrics.address,
+        {std::make_shared<gateway::metrics::GatewayCollector>(*gateway_),
+         std::make_shared<gateway::metrics::ProcessCollector>(EVGATE_VERSION), adminMetrics_},
+        error);
+  }
+  if (server_ == nullptr || metricsServer_ == nullptr) {
+    server_.reset();
+    service_.reset();
     control_.reset();
     gateway_->stop();
     gateway_.reset();
@@ -78,6 +91,8 @@ std::optional<std::string> AdminRuntime::start() {
 }
 
 void AdminRuntime::stop() {
+  // The collectors read the gateway: no scrape may run once it stops.
+  metricsServer_.reset();
   if (server_ != nullptr) {
     control_->close();
     hub_.closeAll();
@@ -94,6 +109,10 @@ void AdminRuntime::stop() {
   service_.reset();
   control_.reset();
   if (gateway_ != nullptr) gateway_->stop();
+}
+
+std::string AdminRuntime::metricsAddress() const {
+  return metricsServer_ != nullptr ? metricsServer_->boundAddress() : config_.metrics.address;
 }
 
 std::string AdminRuntime::adminAddress() const {

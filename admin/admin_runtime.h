@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "admin/admin_metrics.h"
 #include "admin/admin_server.h"
 #include "admin/admin_service.h"
 #include "admin/auth.h"
@@ -12,6 +13,7 @@
 #include "admin/watch_hub.h"
 #include "gateway/config/config.h"
 #include "gateway/gateway.h"
+#include "gateway/metrics/metrics_server.h"
 #include "reactor/event_base.h"
 
 namespace evgate::admin {
@@ -48,6 +50,10 @@ class AdminRuntime {
   const gateway::Config& fileConfig() const { return config_; }
   // "host:port" the admin server listens on (the chosen port for port 0).
   std::string adminAddress() const;
+  // "host:port" the metrics server listens on (the chosen port for port 0).
+  std::string metricsAddress() const;
+  // The control plane's metrics (the daemon reports reloads of the configuration file here).
+  AdminMetrics& metrics() { return *adminMetrics_; }
 
  private:
   reactor::EventBase& loop_;
@@ -60,6 +66,9 @@ class AdminRuntime {
   std::unique_ptr<ControlPlane> control_;
   std::unique_ptr<AdminService> service_;
   std::unique_ptr<AdminServer> server_;
+  std::shared_ptr<AdminMetrics> adminMetrics_;
+  // Serves the gateway's, the process's and the control plane's metrics; stopped first.
+  std::unique_ptr<gateway::metrics::MetricsServer> metricsServer_;
 };
 
 // Lays the state file at `path` over `state` (which holds the configuration file). A missing

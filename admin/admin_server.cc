@@ -43,7 +43,7 @@ AdminServer::~AdminServer() { shutdown(std::chrono::milliseconds(0)); }
 
 std::unique_ptr<AdminServer> AdminServer::start(const gateway::AdminConfig& config,
                                                 const Authenticator& auth, grpc::Service& service,
-                                                std::string& error) {
+                                                std::string& error, AdminMetrics* metrics) {
   // Both are process-wide switches that take effect for servers built after them.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -63,6 +63,11 @@ std::unique_ptr<AdminServer> AdminServer::start(const gateway::AdminConfig& conf
   grpc::ResourceQuota quota("evgate-admin");
   quota.SetMaxThreads(static_cast<int>(config.maxWatchers) + 32);
   builder.SetResourceQuota(quota);
+  if (metrics != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
+    factories.push_back(metrics->interceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(factories));
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     error = bindError(config.address);

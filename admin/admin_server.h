@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "admin/admin_metrics.h"
 #include "admin/auth.h"
 #include "gateway/config/config.h"
 
@@ -20,9 +21,10 @@ class AdminServer {
  public:
   // Binds `config.address` and starts serving `service`. On failure returns nullptr and sets
   // `error` (naming the address and the system's reason when the bind fails).
+  // `metrics`, if set, counts every answered Admin call (it must outlive the server).
   static std::unique_ptr<AdminServer> start(const gateway::AdminConfig& config,
                                             const Authenticator& auth, grpc::Service& service,
-                                            std::string& error);
+                                            std::string& error, AdminMetrics* metrics = nullptr);
   ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;

@@ -203,8 +203,16 @@ grpc::Status ControlPlane::commit(Change change, bool validateOnly) {
   state_ = std::move(change.next);
   ++generation_;
   lastChange_ = wallNow();
+  if (metrics_ != nullptr)
+    metrics_->configApplied(generation_, lastChange_, state_.events().size());
   for (v1::WatchEvent& event : change.notices) publish(std::move(event));
   return grpc::Status::OK;
+}
+
+void ControlPlane::setMetrics(AdminMetrics* metrics) {
+  metrics_ = metrics;
+  if (metrics_ != nullptr)
+    metrics_->configApplied(generation_, lastChange_, state_.events().size());
 }
 
 grpc::Status ControlPlane::reload(gateway::Config base) {

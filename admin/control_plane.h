@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "admin/admin_metrics.h"
 #include "admin/desired_state.h"
 #include "admin/watch_hub.h"
 #include "evgate/admin/v1/admin.pb.h"
@@ -111,6 +112,9 @@ class ControlPlane {
   void setWallClock(WallClock clock) { wallClock_ = std::move(clock); }
 
   uint64_t generation() const { return generation_; }
+  // Where the applied configuration's generation, last change and scheduled events are reported
+  // (now, and after every change); null: nowhere. Must outlive the control plane.
+  void setMetrics(AdminMetrics* metrics);
   const DesiredState& desired() const { return state_; }
 
  private:
@@ -162,6 +166,7 @@ class ControlPlane {
   const Options options_;
   DrainStarter drainStarter_;
   bool draining_ = false;
+  AdminMetrics* metrics_ = nullptr;
 
   WallClock wallClock_ = [] { return std::chrono::system_clock::now(); };
   uint64_t generation_ = 1;

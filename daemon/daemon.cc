@@ -79,8 +79,7 @@ class Daemon {
     }
     if (runtime_.gateway().listeners().empty()) logInfo("no listeners configured");
     logInfo("admin API listening on " + runtime_.adminAddress());
-    logInfo("metrics (" + config.metrics.address +
-            ") are configured but not served by this version");
+    logInfo("metrics listening on " + runtime_.metricsAddress() + "/metrics");
   }
 
   // Stops accepting and drains every flow; the loop ends when they are gone.
@@ -130,13 +129,17 @@ class Daemon {
     if (!result.ok()) {
       for (const gateway::ConfigError& error : result.errors) logError(error.toString());
       logError("reload failed; configuration unchanged");
+      self->runtime_.metrics().reloadFinished(false);
       return;
     }
     if (const grpc::Status status = self->runtime_.control().reload(std::move(*result.config));
         !status.ok()) {
       logError(status.error_message());
       logError("reload failed; configuration unchanged");
+      self->runtime_.metrics().reloadFinished(false);
+      return;
     }
+    self->runtime_.metrics().reloadFinished(true);
   }
 
   reactor::EventBase base_;

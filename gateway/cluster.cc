@@ -91,10 +91,17 @@ std::vector<uint32_t> weightsOf(const ClusterConfig& config) {
 
 }  // namespace
 
-WorkerCluster::WorkerCluster(std::shared_ptr<ClusterState> state, uint64_t seed)
+WorkerCluster::WorkerCluster(std::shared_ptr<ClusterState> state, uint64_t seed, uint32_t worker)
     : state_(std::move(state)),
       balancer_(LoadBalancer::create(state_->config().lb, weightsOf(state_->config()), seed)),
-      views_(state_->endpointCount()) {}
+      views_(state_->endpointCount()) {
+  if (const auto& counts = state_->stats()) {
+    clusterCounters_ = &counts->counters->at(worker);
+    for (const auto& endpoint : counts->endpoints) {
+      endpointCounters_.push_back(&endpoint->workers.at(worker));
+    }
+  }
+}
 
 std::optional<reactor::SocketAddress> WorkerCluster::pick(
     const reactor::SocketAddress& client, std::span<const reactor::SocketAddress> tried) {
@@ -114,19 +121,29 @@ std::optional<reactor::SocketAddress> WorkerCluster::pick(
   return config.endpoints[*chosen].address;
 }
 
-void WorkerCluster::onConnectResult(const reactor::SocketAddress& endpoint, bool ok) {
+void WorkerCluster::onConnectResult(const reactor::SocketAddress& endpoint,
+                                    stats::ConnectResult result, Duration elapsed) {
   const auto index = state_->indexOf(endpoint);
   if (!index) return;
-  if (!ok) {
+  stats::EndpointCounters* counters =
+      *index < endpointCounters_.size() ? endpointCounters_[*index] : nullptr;
+  if (counters != nullptr) counters->attempts.add(1);
+  if (result != stats::ConnectResult::kOk) {
+    if (counters != nullptr) counters->failures[static_cast<size_t>(result) - 1].add(1);
     state_->recordConnectFailure(*index);
     return;
   }
   state_->recordConnectSuccess(*index);
   state_->addConnection(*index);
+  if (counters != nullptr) counters->activeFlows.add(1);
+  if (clusterCounters_ != nullptr) clusterCounters_->connectDuration.observe(elapsed);
 }
 
 void WorkerCluster::onFlowEnded(const reactor::SocketAddress& endpoint) {
-  if (const auto index = state_->indexOf(endpoint)) state_->removeConnection(*index);
+  const auto index = state_->indexOf(endpoint);
+  if (!index) return;
+  state_->removeConnection(*index);
+  if (*index < endpointCounters_.size()) endpointCounters_[*index]->activeFlows.add(-1);
 }
 
 }  // namespace evgate::gateway

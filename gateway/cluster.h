@@ -12,6 +12,7 @@
 #include "gateway/config/names.h"
 #include "gateway/flow.h"
 #include "gateway/load_balancer.h"
+#include "gateway/stats.h"
 #include "reactor/clock.h"
 #include "reactor/socket_address.h"
 
@@ -100,6 +101,13 @@ class ClusterState {
   // The clock the ejection deadlines are on, in nanoseconds.
   int64_t nowNanos() const;
 
+  // The metrics' counters (gateway/stats.h); null: not counted (tests). Set by the owner before
+  // any worker uses this state, like inheritHealth().
+  void setStats(std::shared_ptr<stats::ClusterStats> clusterStats) {
+    stats_ = std::move(clusterStats);
+  }
+  const std::shared_ptr<stats::ClusterStats>& stats() const { return stats_; }
+
  private:
   struct Endpoint {
     std::atomic<uint32_t> active{0};
@@ -115,19 +123,22 @@ class ClusterState {
   ClusterConfig config_;
   Now now_;
   std::unique_ptr<Endpoint[]> endpoints_;
+  std::shared_ptr<stats::ClusterStats> stats_;
 };
 
 // One worker's view of a cluster: the UpstreamPicker its flows use. It owns the worker's own
-// load balancer (no locks on the pick path) and reads the shared ClusterState.
+// load balancer (no locks on the pick path) and reads the shared ClusterState. It counts connect
+// results and connected flows into worker `worker`'s slot of the cluster's stats, if it has any.
 //
 // Thread rule: its worker's loop thread only.
 class WorkerCluster final : public UpstreamPicker {
  public:
-  WorkerCluster(std::shared_ptr<ClusterState> state, uint64_t seed);
+  WorkerCluster(std::shared_ptr<ClusterState> state, uint64_t seed, uint32_t worker = 0);
 
   std::optional<reactor::SocketAddress> pick(
       const reactor::SocketAddress& client, std::span<const reactor::SocketAddress> tried) override;
-  void onConnectResult(const reactor::SocketAddress& endpoint, bool ok) override;
+  void onConnectResult(const reactor::SocketAddress& endpoint, stats::ConnectResult result,
+                       Duration elapsed) override;
   void onFlowEnded(const reactor::SocketAddress& endpoint) override;
   Duration connectTimeout() const override { return state_->config().connectTimeout; }
   uint32_t maxConnectAttempts() const override { return state_->config().maxConnectAttempts; }
@@ -141,6 +152,9 @@ class WorkerCluster final : public UpstreamPicker {
   // Reused on every pick so that picking allocates nothing.
   std::vector<EndpointView> views_;
   std::vector<size_t> excluded_;
+  // This worker's slots of the cluster's stats (empty / null without stats).
+  std::vector<stats::EndpointCounters*> endpointCounters_;
+  stats::ClusterCounters* clusterCounters_ = nullptr;
 };
 
 }  // namespace evgate::gateway

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
@@ -137,7 +138,8 @@ void Flow::onEvent(BufferEvent& bev, short what, void* arg) {
   }
   if (side == kUpstream && self->state_ == State::kConnecting) {
     // A connect that failed (refused, unreachable): try the next endpoint.
-    self->connectFailed();
+    self->connectFailed(bev.socketError() == ECONNREFUSED ? stats::ConnectResult::kRefused
+                                                          : stats::ConnectResult::kError);
     return;
   }
   if ((what & BufferEvent::kEof) != 0 && (what & BufferEvent::kReading) != 0) {
@@ -202,9 +204,10 @@ void Flow::connectNext() {
   bev->setWatermark(reactor::kWrite, limit_ / 2, 0);
   bev->setMaxSingleRead(std::min(kMaxSingleRead, limit_));
   bev->setMaxSingleWrite(std::max(kMinSingleWrite, limit_));
+  connectStart_ = base_.now();
   if (bev->connect(endpoint->data(), endpoint->length()) < 0) {
     // Failed at once (no route, no socket): nothing will be reported; count it as an attempt.
-    connectFailed();
+    connectFailed(stats::ConnectResult::kError);
     return;
   }
   const Duration timeout = picker_.connectTimeout();
@@ -216,15 +219,15 @@ void Flow::connectNext() {
   scheduleTimer();
 }
 
-void Flow::connectFailed() {
-  picker_.onConnectResult(tried_.back(), false);
+void Flow::connectFailed(stats::ConnectResult result) {
+  picker_.onConnectResult(tried_.back(), result, base_.now() - connectStart_);
   peers_[kUpstream].bev.reset();
   connectDeadline_.reset();
   connectNext();
 }
 
 void Flow::connected() {
-  picker_.onConnectResult(tried_.back(), true);
+  picker_.onConnectResult(tried_.back(), stats::ConnectResult::kOk, base_.now() - connectStart_);
   upstream_ = tried_.back();
   connectDeadline_.reset();
   state_ = firstEof_ == CloseReason::kNone ? State::kEstablished : State::kHalfClosed;
@@ -255,6 +258,7 @@ void Flow::relay(Side from) {
   // Relinks the input's chunks onto the other side's output: no byte is copied.
   peers_[other(from)].bev->write(src.input());
   (from == kClient ? bytesFromClient_ : bytesFromUpstream_) += n;
+  if (settings_.counters != nullptr) settings_.counters->bytes[from].add(n);
   lastActivity_ = base_.now();
   gateReading(from);
 }
@@ -268,6 +272,7 @@ void Flow::gateReading(Side from) {
     if (!src.paused) {
       src.paused = true;
       src.bev->disable(reactor::kRead);
+      pauseStarted(from);
     }
     return;
   }
@@ -279,10 +284,17 @@ void Flow::drained(Side to) {
   if (state_ == State::kClosed) return;
   lastActivity_ = base_.now();
   Peer& src = peers_[other(to)];
+  // The output drained below the limit: backpressure on `src` is over (even if `src` has
+  // already sent EOF and will not be read again).
+  pauseEnded(other(to));
   if (src.paused && !src.eof && state_ != State::kConnecting) {
     src.paused = false;
     gateReading(other(to));
-    if (!src.paused) src.bev->enable(reactor::kRead);
+    if (!src.paused) {
+      src.bev->enable(reactor::kRead);
+    } else {
+      pauseStarted(other(to));
+    }
   }
   if (peers_[to].shutdownPending) sendShutdown(to);
 }
@@ -338,7 +350,7 @@ void Flow::handleTimer() {
     return;
   }
   if (connectDeadline_ && now >= *connectDeadline_) {
-    connectFailed();
+    connectFailed(stats::ConnectResult::kTimeout);
     return;
   }
   if (lifetimeDeadline_ && now >= *lifetimeDeadline_) {
@@ -392,6 +404,8 @@ void Flow::close(CloseReason reason) {
   const bool wasConnected = upstream_.has_value();
   state_ = State::kClosed;
   closeReason_ = reason;
+  pauseEnded(kClient);
+  pauseEnded(kUpstream);
   timer_.del();
   armedDeadline_.reset();
   closeSide(kClient, reason == CloseReason::kUpstreamReset);
@@ -406,6 +420,22 @@ void Flow::closeSide(Side side, bool peerReset) {
   if (!p.bev) return;
   if (peerReset || !p.bev->output().empty()) armReset(p.bev->fd());
   p.bev.reset();
+}
+
+void Flow::pauseStarted(Side from) {
+  if (pausedSince_[from]) return;
+  pausedSince_[from] = base_.now();
+  if (settings_.counters != nullptr) settings_.counters->readPauses[from].add(1);
+}
+
+void Flow::pauseEnded(Side from) {
+  if (!pausedSince_[from]) return;
+  const Duration paused = base_.now() - *pausedSince_[from];
+  pausedSince_[from].reset();
+  if (settings_.counters != nullptr) {
+    settings_.counters->pausedNanos[from].add(static_cast<uint64_t>(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::nanoseconds>(paused).count())));
+  }
 }
 
 // ---- printing ----------------------------------------------------------------------------------

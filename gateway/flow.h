@@ -12,6 +12,7 @@
 
 #include "gateway/close_reason.h"
 #include "gateway/config/config.h"
+#include "gateway/stats.h"
 #include "reactor/buffer_event.h"
 #include "reactor/clock.h"
 #include "reactor/event.h"
@@ -33,9 +34,10 @@ class UpstreamPicker {
   // The next endpoint for a flow from `client`, not among `tried`; nullopt: none available.
   virtual std::optional<reactor::SocketAddress> pick(
       const reactor::SocketAddress& client, std::span<const reactor::SocketAddress> tried) = 0;
-  // The outcome of one connect attempt (health / outlier input). A refused connect, a connect
-  // error and a connect timeout are all `ok == false`.
-  virtual void onConnectResult(const reactor::SocketAddress& endpoint, bool ok) = 0;
+  // The outcome of one connect attempt (health / outlier input, metrics) and how long it took
+  // (the loop's clock, from the attempt's start).
+  virtual void onConnectResult(const reactor::SocketAddress& endpoint, stats::ConnectResult result,
+                               Duration elapsed) = 0;
   // Once per flow that connected to `endpoint` (after onConnectResult(endpoint, true)), when the
   // flow ends: connection counts.
   virtual void onFlowEnded(const reactor::SocketAddress& endpoint) = 0;
@@ -67,6 +69,9 @@ struct FlowSettings {
   Duration maxLifetimeJitter{0};        // a uniform random [0, jitter] is added per flow
   bool acceptProxyProtocol = false;     // expect a PROXY v1/v2 header from the client first
   Duration proxyProtocolTimeout = std::chrono::seconds(5);  // for that whole header
+  // Where the flow counts relayed bytes and backpressure: its listener's counters, this worker's
+  // slot. Null: not counted. Must outlive the flow.
+  stats::ListenerCounters* counters = nullptr;
 };
 
 // Relays a client connection and an upstream connection with two BufferEvents (both own their
@@ -162,6 +167,9 @@ class Flow : public reactor::DeferredDeletable {
   CloseReason closeReason() const { return closeReason_; }
   // Endpoints tried so far, in order (the connected one last).
   std::span<const reactor::SocketAddress> triedEndpoints() const { return tried_; }
+  // Whether reading from a side is stopped by backpressure now (the flow is at its buffer limit
+  // in at least one direction).
+  bool atBufferLimit() const { return pausedSince_[kClient] || pausedSince_[kUpstream]; }
 
  private:
   enum Side : uint8_t { kClient = 0, kUpstream = 1 };
@@ -188,7 +196,7 @@ class Flow : public reactor::DeferredDeletable {
 
   void readProxyHeader(bool eof);
   void connectNext();
-  void connectFailed();
+  void connectFailed(stats::ConnectResult result);
   void connected();
   void relay(Side from);
   void drained(Side to);
@@ -200,6 +208,9 @@ class Flow : public reactor::DeferredDeletable {
   void scheduleTimer();
   std::optional<TimePoint> nextDeadline() const;
   void closeSide(Side side, bool reset);
+  // Backpressure on reading from `from` started / ended (metrics: pauses and time paused).
+  void pauseStarted(Side from);
+  void pauseEnded(Side from);
 
   reactor::EventBase& base_;
   const uint64_t id_;
@@ -218,6 +229,8 @@ class Flow : public reactor::DeferredDeletable {
   std::optional<TimePoint> halfCloseDeadline_;
   std::optional<TimePoint> proxyDeadline_;
   TimePoint lastActivity_;
+  TimePoint connectStart_;                   // the current attempt's
+  std::optional<TimePoint> pausedSince_[2];  // per side read from, while backpressure holds it
 
   Peer peers_[2];
   std::vector<reactor::SocketAddress> tried_;

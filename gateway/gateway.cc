@@ -122,6 +122,7 @@ std::optional<std::string> Gateway::start() {
 
   for (const ClusterConfig& cluster : config_.clusters) {
     clusters_.push_back(std::make_shared<ClusterState>(cluster));
+    clusters_.back()->setStats(stats::ClusterStats::make(cluster, workerCount_, nullptr, nullptr));
   }
   // Every socket is opened before any worker starts; on failure all of them are closed again.
   std::vector<std::vector<Worker::Socket>> sockets(workerCount_);
@@ -135,6 +136,7 @@ std::optional<std::string> Gateway::start() {
   };
   for (const ListenerConfig& listenerConfig : config_.listeners) {
     auto listener = std::make_shared<ListenerState>(nextListenerId(), listenerConfig);
+    listener->stats = std::make_shared<stats::ListenerStats>(listenerConfig.name, workerCount_);
     for (size_t i = 0; i < config_.clusters.size(); ++i) {
       if (config_.clusters[i].name == listenerConfig.cluster) listener->cluster = clusters_[i];
     }
@@ -147,8 +149,10 @@ std::optional<std::string> Gateway::start() {
     listeners_.push_back(std::move(listener));
   }
   for (uint32_t w = 0; w < workerCount_; ++w) {
-    workers_.push_back(std::make_unique<Worker>(w, accessLog_, notices_));
-    workers_.back()->start();
+    auto worker = std::make_unique<Worker>(w, accessLog_, notices_);
+    worker->start();
+    const std::lock_guard lock(workersMutex_);
+    workers_.push_back(std::move(worker));
   }
   if (auto error = prepareAll(std::move(sockets))) {
     stop();
@@ -162,6 +166,7 @@ std::optional<std::string> Gateway::start() {
   // Active health checks run on worker 0's loop: one prober per cluster is enough, and the
   // results reach every worker through the shared ClusterState.
   for (const auto& cluster : clusters_) startHealthChecker(cluster);
+  publishMetricsView();
   return std::nullopt;
 }
 
@@ -213,6 +218,10 @@ std::optional<std::string> Gateway::reload(Config next, std::string_view cause) 
     }
     auto state = std::make_shared<ClusterState>(cluster);
     if (oldState) state->inheritHealth(*oldState);
+    // Counters are kept by name (and endpoint address): rates don't jump on a change.
+    state->setStats(stats::ClusterStats::make(cluster, workers_.size(),
+                                              oldState ? oldState->stats().get() : nullptr,
+                                              oldState ? &oldState->config() : nullptr));
     clusters.push_back(state);
     if (old != nullptr && old->healthCheck) checkersToStop.push_back(cluster.name);
     if (cluster.healthCheck) checkersToStart.push_back(std::move(state));
@@ -269,6 +278,10 @@ std::optional<std::string> Gateway::reload(Config next, std::string_view cause) 
     }
     auto listener = std::make_shared<ListenerState>(nextListenerId(), config);
     listener->cluster = cluster;
+    // A replaced listener (new bind) keeps its counters: they are kept by name.
+    listener->stats = old != nullptr
+                          ? old->stats
+                          : std::make_shared<stats::ListenerStats>(config.name, workers_.size());
     std::vector<int> fds;
     if (auto error = openSockets(*listener, fds)) {
       closeAdded();
@@ -319,6 +332,7 @@ std::optional<std::string> Gateway::reload(Config next, std::string_view cause) 
   listeners_ = std::move(listeners);
   clusters_ = std::move(clusters);
   config_ = std::move(next);
+  publishMetricsView();
   for (const auto& listener : added) {
     logInfo("listener " + listener->config.name + (listener->config.paused ? " (paused)" : "") +
             " listening on " + listener->bound.toString() + " -> cluster " +
@@ -409,8 +423,55 @@ std::vector<LoopEvents> Gateway::listEvents() const {
 }
 
 void Gateway::stop() {
+  publishMetricsView(/*clear=*/true);
+  const std::lock_guard lock(workersMutex_);
   for (auto& worker : workers_) worker->stop();
   workers_.clear();
+}
+
+void Gateway::publishMetricsView(bool clear) {
+  auto view = std::make_shared<MetricsView>();
+  if (!clear) {
+    view->listeners.reserve(listeners_.size());
+    for (const auto& listener : listeners_) {
+      view->listeners.push_back(MetricsView::Listener{listener, listener->config.maxConnections});
+    }
+    view->clusters = clusters_;
+  }
+  const std::lock_guard lock(viewMutex_);
+  view_ = std::move(view);
+}
+
+std::shared_ptr<const Gateway::MetricsView> Gateway::metricsView() const {
+  const std::lock_guard lock(viewMutex_);
+  return view_ ? view_ : std::make_shared<const MetricsView>();
+}
+
+std::vector<Gateway::WorkerMetrics> Gateway::sampleWorkers(
+    std::chrono::steady_clock::time_point deadline) const {
+  const std::lock_guard lock(workersMutex_);
+  // The counters first: the sample posted next would count as a queued function.
+  std::vector<WorkerMetrics> result;
+  for (const auto& worker : workers_) {
+    result.push_back(WorkerMetrics{worker->index(), worker->loopCounters().iterations.value(),
+                                   stats::HistogramTotal(stats::loopIterationBuckets()),
+                                   worker->queuedFunctions(), std::nullopt});
+    result.back().iterationDuration.add(worker->loopCounters().iterationDuration);
+  }
+  std::vector<std::future<WorkerSample>> samples;
+  samples.reserve(workers_.size());
+  for (const auto& worker : workers_) samples.push_back(worker->sample());
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    WorkerMetrics& metrics = result[w];
+    if (samples[w].wait_until(deadline) == std::future_status::ready) {
+      try {
+        metrics.sample = samples[w].get();
+      } catch (const std::future_error&) {
+        // The loop ended before answering: no sample.
+      }
+    }
+  }
+  return result;
 }
 
 }  // namespace evgate::gateway

@@ -1,8 +1,10 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -99,6 +101,30 @@ class Gateway {
   // Stops every worker (closing what is still open) and joins them.
   void stop();
 
+  // What the metrics collector (gateway/metrics/) reads: the current listeners and clusters.
+  struct MetricsView {
+    struct Listener {
+      std::shared_ptr<ListenerState> state;  // its stats, connections and paused are safe to read
+      uint32_t maxConnections;
+    };
+    std::vector<Listener> listeners;
+    std::vector<std::shared_ptr<ClusterState>> clusters;
+  };
+  // The view as of the last start() or reload(); empty before start() and after stop(). Safe
+  // from any thread.
+  std::shared_ptr<const MetricsView> metricsView() const;
+  // One worker's loop for the metrics.
+  struct WorkerMetrics {
+    uint32_t index;
+    uint64_t iterations;
+    stats::HistogramTotal iterationDuration;
+    size_t queuedFunctions;
+    std::optional<WorkerSample> sample;  // nullopt: the loop did not answer by the deadline
+  };
+  // Reads every worker's loop counters and asks each loop for a WorkerSample, waiting for the
+  // answers until `deadline`. Safe from any thread (stop() waits for a call in progress).
+  std::vector<WorkerMetrics> sampleWorkers(std::chrono::steady_clock::time_point deadline) const;
+
   const Config& config() const { return config_; }
   size_t workerCount() const { return workers_.size(); }
   // Every listener with the address it is bound to, after start(); in config().listeners order.
@@ -115,6 +141,8 @@ class Gateway {
   std::optional<std::string> prepareAll(std::vector<std::vector<Worker::Socket>> sockets);
   // Starts the health checker of `cluster` on worker 0 (if it has health_check).
   void startHealthChecker(const std::shared_ptr<ClusterState>& cluster);
+  // Sets metricsView() from listeners_ and clusters_ (empty if `clear`).
+  void publishMetricsView(bool clear = false);
 
   Config config_;
   SocketOpener openSocket_;
@@ -124,6 +152,10 @@ class Gateway {
   std::vector<std::shared_ptr<ClusterState>> clusters_;
   std::vector<std::shared_ptr<ListenerState>> listeners_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  // Guards workers_ against stop() for sampleWorkers(), the one reader off the owner's thread.
+  mutable std::mutex workersMutex_;
+  mutable std::mutex viewMutex_;
+  std::shared_ptr<const MetricsView> view_;
 };
 
 // A non-blocking listening TCP socket with SO_REUSEADDR and SO_REUSEPORT bound to `address`, or

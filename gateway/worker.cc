@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
+#include <unordered_map>
 
 #include "gateway/log.h"
 
@@ -55,6 +57,7 @@ void Worker::start() {
 void Worker::run(std::promise<void>& ready) {
   // The base is created on this thread, which makes it the loop thread from the start.
   reactor::EventBase base;
+  base.setLoopObserver(this);
   base_ = &base;
   ready.set_value();
   base.loop(reactor::kLoopNoExitOnEmpty);
@@ -89,14 +92,16 @@ std::future<T> Worker::call(std::function<T()> fn) const {
 }
 
 std::shared_ptr<WorkerCluster> Worker::makePicker(std::shared_ptr<ClusterState> cluster) const {
-  return std::make_shared<WorkerCluster>(std::move(cluster), 0x9e3779b97f4a7c15ULL * (index_ + 1));
+  return std::make_shared<WorkerCluster>(std::move(cluster), 0x9e3779b97f4a7c15ULL * (index_ + 1),
+                                         index_);
 }
 
 void Worker::configure(Accepting& accepting, std::shared_ptr<const ListenerConfig> config) {
   const ListenerConfig& c = *config;
-  accepting.settings =
-      FlowSettings{c.bufferLimit,       c.idleTimeout,         c.halfCloseTimeout,    c.maxLifetime,
-                   c.maxLifetimeJitter, c.acceptProxyProtocol, c.proxyProtocolTimeout};
+  stats::ListenerCounters* counters = accepting.settings.counters;
+  accepting.settings = FlowSettings{
+      c.bufferLimit,       c.idleTimeout,         c.halfCloseTimeout,     c.maxLifetime,
+      c.maxLifetimeJitter, c.acceptProxyProtocol, c.proxyProtocolTimeout, counters};
   accepting.config = std::move(config);
 }
 
@@ -105,6 +110,8 @@ std::unique_ptr<Worker::Accepting> Worker::adopt(const Socket& socket) {
   accepting->worker = this;
   accepting->state = socket.listener;
   accepting->cluster = makePicker(socket.cluster);
+  if (socket.listener->stats)
+    accepting->settings.counters = &socket.listener->stats->workers.at(index_);
   configure(*accepting, socket.config);
   accepting->listener = reactor::Listener::adopt(
       *base_.load(), onAccept, accepting.get(),
@@ -231,14 +238,18 @@ void Worker::accept(Accepting& accepting, int fd, const reactor::SocketAddress& 
     bool allowed = false;
     for (const Cidr& cidr : config.allow) allowed = allowed || cidr.contains(peer);
     if (!allowed) {
-      listener.refusedNotAllowed.fetch_add(1, std::memory_order_relaxed);
+      if (accepting.settings.counters != nullptr) {
+        accepting.settings.counters->rejected[stats::kRejectedNotAllowed].add(1);
+      }
       ::close(fd);
       return;
     }
   }
   if (listener.connections.fetch_add(1, std::memory_order_relaxed) >= config.maxConnections) {
     listener.connections.fetch_sub(1, std::memory_order_relaxed);
-    listener.refusedOverLimit.fetch_add(1, std::memory_order_relaxed);
+    if (accepting.settings.counters != nullptr) {
+      accepting.settings.counters->rejected[stats::kRejectedMaxConnections].add(1);
+    }
     ::close(fd);
     return;
   }
@@ -250,6 +261,7 @@ void Worker::accept(Accepting& accepting, int fd, const reactor::SocketAddress& 
       flows_.emplace(id, OpenFlow{flow, accepting.state, accepting.config, accepting.cluster})
           .first;
   flowCount_.store(flows_.size(), std::memory_order_relaxed);
+  if (accepting.settings.counters != nullptr) accepting.settings.counters->accepted.add(1);
   // Flow::start() never calls back before it returns, so the flow is still open here.
   if (notices_ != nullptr && notices_->wantsFlowNotices()) {
     publishFlowNotice(Notice::Type::kFlowOpened, it->second);
@@ -263,6 +275,11 @@ void Worker::onFlowClosed(Flow& flow) {
   // last user of a listener or cluster a reload replaced.
   const OpenFlow ended = std::move(it->second);
   ended.listener->connections.fetch_sub(1, std::memory_order_relaxed);
+  if (ended.listener->stats) {
+    stats::ListenerCounters& counters = ended.listener->stats->workers.at(index_);
+    counters.closed[static_cast<size_t>(flow.closeReason())].add(1);
+    counters.flowDuration.observe(base_.load()->now() - flow.startTime());
+  }
   flows_.erase(it);
   flowCount_.store(flows_.size(), std::memory_order_relaxed);
   accessLog_.write(accessLogLine(flow, std::chrono::system_clock::now()));
@@ -374,6 +391,33 @@ std::future<size_t> Worker::closeFlows(std::vector<uint64_t> ids, CloseReason re
 
 std::future<std::vector<reactor::EventInfo>> Worker::dumpEvents() const {
   return call<std::vector<reactor::EventInfo>>([this] { return base_.load()->dumpEvents(); });
+}
+
+std::future<WorkerSample> Worker::sample() const {
+  return call<WorkerSample>([this] {
+    WorkerSample sample;
+    sample.events = base_.load()->eventCounts();
+    std::unordered_map<std::string_view, size_t> byName;  // index into sample.listeners
+    for (const auto& [id, open] : flows_) {
+      const std::string& name = open.config->name;
+      const auto [it, added] = byName.try_emplace(name, sample.listeners.size());
+      if (added) sample.listeners.push_back(WorkerSample::Listener{name});
+      WorkerSample::Listener& listener = sample.listeners[it->second];
+      listener.bufferedBytes += open.flow->bufferedBytes();
+      listener.flowsAtLimit += open.flow->atBufferLimit() ? 1 : 0;
+    }
+    return sample;
+  });
+}
+
+size_t Worker::queuedFunctions() const {
+  const reactor::EventBase* base = base_.load();
+  return base != nullptr ? base->queuedFunctions() : 0;
+}
+
+void Worker::onIteration(TimePoint polled, TimePoint finished) {
+  loopCounters_.iterations.add(1);
+  loopCounters_.iterationDuration.observe(finished - polled);
 }
 
 void Worker::stopAccepting() {

@@ -17,6 +17,7 @@
 #include "gateway/flow.h"
 #include "gateway/flow_query.h"
 #include "gateway/notice.h"
+#include "gateway/stats.h"
 #include "reactor/event_base.h"
 #include "reactor/listener.h"
 #include "reactor/socket_address.h"
@@ -60,10 +61,23 @@ struct ListenerState {
   reactor::SocketAddress bound;
   std::shared_ptr<ClusterState> cluster;
   std::atomic<uint32_t> connections{0};
-  std::atomic<uint64_t> refusedOverLimit{0};
-  std::atomic<uint64_t> refusedNotAllowed{0};
   // config.paused as the workers apply it: bound but not accepting.
   std::atomic<bool> paused;
+  // The metrics' counters, kept by name across a replacement (Gateway); set before any worker
+  // sees the listener. Null: not counted.
+  std::shared_ptr<stats::ListenerStats> stats;
+};
+
+// What a worker's loop knows only on its own thread, read for a metrics scrape (Worker::sample).
+struct WorkerSample {
+  reactor::EventCounts events;
+  // Per listener (by name) with open flows on this worker.
+  struct Listener {
+    std::string name;
+    uint64_t bufferedBytes = 0;
+    uint64_t flowsAtLimit = 0;
+  };
+  std::vector<Listener> listeners;
 };
 
 // One worker thread with its own EventBase: it accepts on its own SO_REUSEPORT socket of every
@@ -82,7 +96,7 @@ struct ListenerState {
 // future must not be waited on from this worker's own loop thread. If the loop is not running,
 // or stops before the posted work runs, the future is ready at once (holding a default value or,
 // when the loop stopped first, a broken_promise error).
-class Worker : private FlowObserver {
+class Worker : private FlowObserver, private reactor::LoopObserver {
  public:
   // A listening socket for this worker (the worker owns the fd), the listener it belongs to, and
   // what this worker's flows from it start with: the listener's settings and its cluster.
@@ -168,6 +182,14 @@ class Worker : private FlowObserver {
   std::future<size_t> closeFlows(std::vector<uint64_t> ids, CloseReason reason);
   // The loop's event table (EventBase::dumpEvents()).
   std::future<std::vector<reactor::EventInfo>> dumpEvents() const;
+  // Event counts and, per listener, the bytes buffered in its flows and how many are at their
+  // buffer limit (metrics).
+  std::future<WorkerSample> sample() const;
+  // The loop's iterations and their durations. Safe from any thread (the worker writes them).
+  const stats::LoopCounters& loopCounters() const { return loopCounters_; }
+  // Functions posted to the loop and not run yet (0 if the loop is not running). Safe from any
+  // thread while the worker runs.
+  size_t queuedFunctions() const;
 
   size_t flowCount() const { return flowCount_.load(std::memory_order_relaxed); }
   uint32_t index() const { return index_; }
@@ -183,7 +205,7 @@ class Worker : private FlowObserver {
     std::shared_ptr<const ListenerConfig> config;
     std::shared_ptr<WorkerCluster> cluster;
     std::unique_ptr<reactor::Listener> listener;
-    FlowSettings settings;
+    FlowSettings settings;  // settings.counters: this worker's slot of the listener's stats
   };
   struct OpenFlow {
     Flow* flow;
@@ -209,6 +231,7 @@ class Worker : private FlowObserver {
                        void* arg);
   void accept(Accepting& accepting, int fd, const reactor::SocketAddress& peer);
   void onFlowClosed(Flow& flow) override;
+  void onIteration(TimePoint polled, TimePoint finished) override;
   bool matches(const OpenFlow& open, const FlowFilter& filter, TimePoint now) const;
   FlowInfo describe(const OpenFlow& open, TimePoint now) const;
   void publishFlowNotice(Notice::Type type, const OpenFlow& open) const;
@@ -234,6 +257,7 @@ class Worker : private FlowObserver {
   uint64_t nextFlow_ = 0;
 
   std::atomic<size_t> flowCount_{0};
+  stats::LoopCounters loopCounters_;
 
   // What own() made, by key; loop thread only.
   std::map<std::string, std::shared_ptr<void>> owned_;

@@ -125,6 +125,7 @@ int EventBase::loop(int flags) {
     }
     runPendingFunctors();
     runDeferredDeletes();
+    if (observer_ != nullptr) observer_->onIteration(*cachedNow_, clock_->now());
   }
   cachedNow_.reset();
   running_ = false;
@@ -543,6 +544,26 @@ std::vector<EventInfo> EventBase::dumpEvents() const {
     rows.push_back(std::move(row));
   }
   return rows;
+}
+
+EventCounts EventBase::eventCounts() const {
+  EventCounts counts;
+  for (const Event* ev = allEvents_.front(); ev != nullptr; ev = Event::AllList::next(ev)) {
+    if (ev->flags_ & Event::kListInternal) continue;
+    switch (ev->state()) {
+      case EventState::kInitialized:
+        ++counts.initialized;
+        break;
+      case EventState::kPending:
+        ++counts.pending;
+        break;
+      case EventState::kActive:
+        ++counts.active;
+        break;
+    }
+    if (ev->flags_ & Event::kListTimeout) ++counts.timers;
+  }
+  return counts;
 }
 
 }  // namespace evgate::reactor

@@ -46,6 +46,23 @@ struct EventInfo {
   std::string label;
 };
 
+// How many events a base has in each lifecycle state (EventBase::eventCounts()).
+struct EventCounts {
+  size_t initialized = 0;  // set up (constructed or deleted) but not pending
+  size_t pending = 0;
+  size_t active = 0;
+  size_t timers = 0;  // events with a pending timeout
+};
+
+// Told about every loop iteration (the metrics' loop lag). Called on the loop thread at the end of
+// each iteration with the time its poll returned and the time its callbacks, posted functions
+// and deferred deletions were done: the longest an event that became ready in that poll waited.
+class LoopObserver {
+ public:
+  virtual ~LoopObserver() = default;
+  virtual void onIteration(TimePoint polled, TimePoint finished) = 0;
+};
+
 // An object that must die on a later loop turn because one of its callbacks may still be on the
 // stack (Envoy's DeferredDeletable).
 class DeferredDeletable {
@@ -113,6 +130,13 @@ class EventBase {
 
   // Every event on this base, registered or not, with its state and owner label.
   std::vector<EventInfo> dumpEvents() const;
+  // The user events (not the base's internal ones) by state; O(events).
+  EventCounts eventCounts() const;
+  // Functions posted with runInLoop() and not run yet. Safe from any thread.
+  size_t queuedFunctions() const { return posted_.size(); }
+  // Null: none (the default). Not owned; must outlive the loop's use of it. Costs one clock read
+  // per iteration while set.
+  void setLoopObserver(LoopObserver* observer) { observer_ = observer; }
 
   // The loop's cached time while callbacks run (libevent's event_base_gettimeofday_cached);
   // outside the loop, the clock's current time.
@@ -210,6 +234,7 @@ class EventBase {
 
   std::vector<std::unique_ptr<DeferredDeletable>> deferred_;
   std::list<std::unique_ptr<OnceEvent>> onceEvents_;
+  LoopObserver* observer_ = nullptr;
 };
 
 }  // namespace evgate::reactor

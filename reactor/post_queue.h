@@ -15,7 +15,8 @@ namespace evgate::reactor {
 // function, allocated on the producer's thread and freed on the loop's, costs more in glibc's
 // malloc than the short lock does.)
 //
-// Thread rule: push() and empty() are safe from any thread; runAll() is the consumer's only.
+// Thread rule: push(), empty() and size() are safe from any thread; runAll() is the consumer's
+// only.
 class PostQueue {
  public:
   // Queues `fn`. Returns true if the queue was empty: only then may the consumer need waking;
@@ -23,6 +24,8 @@ class PostQueue {
   bool push(std::function<void()> fn);
 
   bool empty() const { return size_.load(std::memory_order_acquire) == 0; }
+  // Functions queued and not taken by runAll() yet (a metric: may be stale by the time it is read).
+  size_t size() const { return size_.load(std::memory_order_relaxed); }
 
   // Runs the functions queued before the call, in the order they were pushed; functions they
   // post wait for the next call. Returns how many ran. Functions never run are destroyed with

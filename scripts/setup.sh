@@ -13,6 +13,9 @@ packages=(
   libyaml-cpp-dev
   # admin: the gRPC API (server, health, reflection), its protobuf code generation, the CLI
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libcli11-dev
+  # metrics: the exposition format; Prometheus and promtool check the endpoint, the rules and the
+  # dashboard
+  prometheus-cpp-dev prometheus
   # tests: certificates for the admin API's TLS and mTLS tests
   openssl
   # tests and benchmarks

@@ -50,6 +50,9 @@ class AdminHarness {
       error_ = parsed.errors.front().toString();
       return;
     }
+    // Tests run in parallel: the metrics endpoint takes any free port unless the test chose one.
+    if (parsed.config->metrics == gateway::MetricsConfig{})
+      parsed.config->metrics.address = "127.0.0.1:0";
     std::promise<void> ready;
     thread_ = std::thread(
         [this, config = std::move(*parsed.config), &ready, clock, watchQueueLimit]() mutable {

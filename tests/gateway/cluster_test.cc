@@ -68,9 +68,10 @@ TEST(WorkerClusterTest, ConnectionCountsAreSharedAcrossWorkersAndSteerLeastConne
   WorkerCluster first(state, 1);
   WorkerCluster second(state, 2);
   // Two flows connected through the first worker to 9001 and 9002.
-  first.onConnectResult(address("127.0.0.1:9001"), true);
-  first.onConnectResult(address("127.0.0.1:9002"), true);
-  first.onConnectResult(address("127.0.0.1:9003"), false);  // a failure counts nothing
+  first.onConnectResult(address("127.0.0.1:9001"), stats::ConnectResult::kOk, {});
+  first.onConnectResult(address("127.0.0.1:9002"), stats::ConnectResult::kOk, {});
+  first.onConnectResult(address("127.0.0.1:9003"), stats::ConnectResult::kRefused,
+                        {});  // a failure counts nothing
   EXPECT_EQ(state->activeConnections(0), 1u);
   EXPECT_EQ(state->activeConnections(2), 0u);
   // The second worker sees those counts: the idle endpoint wins.
@@ -97,7 +98,8 @@ ClusterConfig ejecting(uint32_t failures) {
 }
 
 void failTimes(WorkerCluster& cluster, const char* endpoint, int times) {
-  for (int i = 0; i < times; ++i) cluster.onConnectResult(address(endpoint), false);
+  for (int i = 0; i < times; ++i)
+    cluster.onConnectResult(address(endpoint), stats::ConnectResult::kRefused, {});
 }
 
 TEST(ClusterStateTest, ConsecutiveConnectFailuresEjectForTheBackOff) {
@@ -124,7 +126,7 @@ TEST(ClusterStateTest, ASuccessBetweenFailuresStartsTheCountAgain) {
   auto state = std::make_shared<ClusterState>(ejecting(3), time.now());
   WorkerCluster cluster(state, 1);
   failTimes(cluster, "127.0.0.1:9002", 2);
-  cluster.onConnectResult(address("127.0.0.1:9002"), true);
+  cluster.onConnectResult(address("127.0.0.1:9002"), stats::ConnectResult::kOk, {});
   failTimes(cluster, "127.0.0.1:9002", 2);
   EXPECT_TRUE(state->available(1));
   failTimes(cluster, "127.0.0.1:9002", 1);
@@ -154,7 +156,7 @@ TEST(ClusterStateTest, EachFurtherEjectionDoublesTheBackOffUpToTheMaximum) {
   EXPECT_EQ(ejectionLength(), std::chrono::seconds(3));
   // A successful connect resets the back-off to base_ejection.
   time.advance(std::chrono::seconds(3));
-  cluster.onConnectResult(address("127.0.0.1:9003"), true);
+  cluster.onConnectResult(address("127.0.0.1:9003"), stats::ConnectResult::kOk, {});
   EXPECT_EQ(ejectionLength(), std::chrono::seconds(1));
 }
 
@@ -181,7 +183,8 @@ TEST(ClusterStateTest, DrainingAndDisabledEndpointsAreNeverPickedButKeepTheirFlo
                             LbPolicy::kRandomTwo, LbPolicy::kHashClientIp}) {
     auto state = std::make_shared<ClusterState>(threeEndpoints(lb));
     WorkerCluster cluster(state, 7);
-    cluster.onConnectResult(address("127.0.0.1:9001"), true);  // a flow open on 9001
+    cluster.onConnectResult(address("127.0.0.1:9001"), stats::ConnectResult::kOk,
+                            {});  // a flow open on 9001
     state->setAdminState(0, EndpointAdminState::kDraining);
     state->setAdminState(2, EndpointAdminState::kDisabled);
     EXPECT_EQ(state->adminState(0), EndpointAdminState::kDraining);
@@ -219,10 +222,11 @@ TEST(ClusterStateTest, InheritHealthTakesOverWhatWasLearnedAboutTheEndpointsThat
   before.healthCheck = HealthCheckConfig{};
   auto old = std::make_shared<ClusterState>(before, time.now());
   WorkerCluster worker(old, 1);
-  old->setHealthy(0, false);                                // 9001: failed its checks
-  failTimes(worker, "127.0.0.1:9002", 2);                   // 9002: ejected
-  failTimes(worker, "127.0.0.1:9003", 1);                   // 9003: one failure towards an ejection
-  worker.onConnectResult(address("127.0.0.1:9003"), true);  // ... then a flow, counted
+  old->setHealthy(0, false);               // 9001: failed its checks
+  failTimes(worker, "127.0.0.1:9002", 2);  // 9002: ejected
+  failTimes(worker, "127.0.0.1:9003", 1);  // 9003: one failure towards an ejection
+  worker.onConnectResult(address("127.0.0.1:9003"), stats::ConnectResult::kOk,
+                         {});  // ... then a flow, counted
   failTimes(worker, "127.0.0.1:9003", 1);
   ASSERT_TRUE(old->ejected(1));
 

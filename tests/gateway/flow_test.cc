@@ -39,6 +39,7 @@ using reactor::Listener;
 using reactor::SocketAddress;
 using reactor::testing::loopUntil;
 using reactor::testing::UniqueFd;
+using stats::ConnectResult;
 
 constexpr size_t kKiB = 1024;
 constexpr uint64_t kFnvOffset = 14695981039346656037ull;
@@ -240,7 +241,8 @@ class FakePicker : public UpstreamPicker {
   std::vector<SocketAddress> endpoints;
   Duration timeout = 2s;
   uint32_t attempts = 3;
-  std::vector<std::pair<SocketAddress, bool>> results;
+  std::vector<std::pair<SocketAddress, ConnectResult>> results;
+  std::vector<Duration> connectTimes;
   std::vector<SocketAddress> ended;
   std::vector<SocketAddress> pickedFor;  // the client address of every pick
   ProxyProtocol send = ProxyProtocol::kNone;
@@ -253,8 +255,10 @@ class FakePicker : public UpstreamPicker {
     }
     return std::nullopt;
   }
-  void onConnectResult(const SocketAddress& endpoint, bool ok) override {
-    results.emplace_back(endpoint, ok);
+  void onConnectResult(const SocketAddress& endpoint, ConnectResult result,
+                       Duration elapsed) override {
+    results.emplace_back(endpoint, result);
+    connectTimes.push_back(elapsed);
   }
   void onFlowEnded(const SocketAddress& endpoint) override { ended.push_back(endpoint); }
   Duration connectTimeout() const override { return timeout; }
@@ -522,8 +526,8 @@ TEST_F(FlowTest, RefusedEndpointRetriesNextAndHoldsEarlyBytes) {
   cl.write("early bytes");  // sent before any upstream exists
   ASSERT_TRUE(runUntil([&] { return cl.received == 11; }));
   ASSERT_EQ(picker_.results.size(), 2u);
-  EXPECT_EQ(picker_.results[0], std::make_pair(refused, false));
-  EXPECT_EQ(picker_.results[1], std::make_pair(up.address(), true));
+  EXPECT_EQ(picker_.results[0], std::make_pair(refused, ConnectResult::kRefused));
+  EXPECT_EQ(picker_.results[1], std::make_pair(up.address(), ConnectResult::kOk));
   ASSERT_NE(onlyFlow(), nullptr);
   EXPECT_EQ(onlyFlow()->upstream(), up.address());
   EXPECT_EQ(onlyFlow()->triedEndpoints().size(), 2u);
@@ -587,7 +591,9 @@ TEST_F(FlowTest, ConnectTimeoutToBlackhole) {
   EXPECT_EQ(registry_.closed[0].reason, CloseReason::kConnectFailed);
   EXPECT_GE(registry_.closed[0].at - t0, 150ms);
   ASSERT_EQ(picker_.results.size(), 1u);
-  EXPECT_EQ(picker_.results[0], std::make_pair(hole.address(), false));
+  EXPECT_EQ(picker_.results[0], std::make_pair(hole.address(), ConnectResult::kTimeout));
+  // The attempt's time, on the loop's clock, is the connect timeout it waited for.
+  EXPECT_GE(picker_.connectTimes[0], 150ms);
 }
 
 TEST_F(FlowTest, ConnectTimeoutThenNextEndpoint) {
@@ -599,8 +605,8 @@ TEST_F(FlowTest, ConnectTimeoutThenNextEndpoint) {
   cl.write("ping");
   ASSERT_TRUE(runUntil([&] { return cl.received == 4; }, 5s));
   ASSERT_EQ(picker_.results.size(), 2u);
-  EXPECT_FALSE(picker_.results[0].second);
-  EXPECT_TRUE(picker_.results[1].second);
+  EXPECT_EQ(picker_.results[0].second, ConnectResult::kTimeout);
+  EXPECT_EQ(picker_.results[1].second, ConnectResult::kOk);
 }
 
 TEST_F(FlowTest, ClientEofWhileConnectingIsPassedOnAfterConnect) {

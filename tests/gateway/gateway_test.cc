@@ -43,6 +43,13 @@ using testing::sendAll;
 using testing::UniqueFd;
 using testing::waitClosed;
 
+// Connections the listener closed at accept for `reason`, over all workers.
+uint64_t rejected(const ListenerState& listener, size_t reason) {
+  return stats::sumOver(listener.stats->workers, [reason](const stats::ListenerCounters& c) {
+    return c.rejected[reason].value();
+  });
+}
+
 // A socket opener that records what it opened and can make the N-th call fail (the Gateway's
 // test seam). Called on the owner's thread only.
 struct Opener {
@@ -200,7 +207,7 @@ TEST(GatewayTest, AllowAndMaxConnectionsApplyFromTheNextAccept) {
     UniqueFd over = connectTo(bound);
     EXPECT_TRUE(closedByPeer(waitClosed(over.get())));
   }
-  EXPECT_EQ(gateway.listeners()[0]->refusedOverLimit.load(), 1u);
+  EXPECT_EQ(rejected(*gateway.listeners()[0], stats::kRejectedMaxConnections), 1u);
 
   Config denied = config;
   denied.listeners[0].allow = {*Cidr::parse("10.0.0.0/8")};
@@ -209,7 +216,7 @@ TEST(GatewayTest, AllowAndMaxConnectionsApplyFromTheNextAccept) {
     UniqueFd outside = connectTo(bound);
     EXPECT_TRUE(closedByPeer(waitClosed(outside.get())));
   }
-  EXPECT_EQ(gateway.listeners()[0]->refusedNotAllowed.load(), 1u);
+  EXPECT_EQ(rejected(*gateway.listeners()[0], stats::kRejectedNotAllowed), 1u);
   EXPECT_TRUE(echoes(open.get(), "the open flow is not cut"));
   EXPECT_EQ(backend.accepted(), 1);
 }

@@ -278,10 +278,12 @@ TEST_F(EvgateTest, RunsOnTheEmbeddedDefaultAndStopsOnSigterm) {
 }
 
 TEST_F(EvgateTest, LogsJsonLinesWithTheLogFormatFlag) {
-  // The flags override the file's log settings; the file only moves the admin API off its
-  // default port, which the embedded-default test may hold at the same time.
-  const std::string path = writeFile(
-      "json.yaml", "log: { format: text, level: error }\nadmin: { address: 127.0.0.1:0 }\n");
+  // The flags override the file's log settings; the file only moves the admin API and the metrics
+  // off their default ports, which the embedded-default test may hold at the same time.
+  const std::string path =
+      writeFile("json.yaml",
+                "log: { format: text, level: error }\nadmin: { address: 127.0.0.1:0 }\n"
+                "metrics: { address: 127.0.0.1:0 }\n");
   daemon_ = std::make_unique<Process>(std::vector<std::string>{
       EVGATE_BINARY, "--config", path, "--log-format", "json", "--log-level", "info"});
   ASSERT_TRUE(daemon_->started()) << daemon_->error();

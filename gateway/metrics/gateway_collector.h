@@ -1,0 +1,36 @@
+#pragma once
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include <chrono>
+#include <vector>
+
+#include "gateway/gateway.h"
+
+namespace evgate::gateway::metrics {
+
+// The data plane's metrics (docs/metrics.md: listeners, upstreams, backpressure, reactor), read
+// from a running Gateway at scrape time: the workers' counter slots added up, the shared states'
+// atomics, and a sample posted to each worker's loop (answered within `sampleTimeout`, or that
+// worker's loop-only values are left out of the scrape).
+//
+// Thread rule: Collect() runs on the HTTP server's threads; it uses only the Gateway's
+// thread-safe readers (metricsView, sampleWorkers). The gateway must outlive the collector's
+// registration with the server.
+class GatewayCollector : public prometheus::Collectable {
+ public:
+  static constexpr std::chrono::milliseconds kDefaultSampleTimeout{250};
+
+  explicit GatewayCollector(const Gateway& gateway,
+                            std::chrono::milliseconds sampleTimeout = kDefaultSampleTimeout)
+      : gateway_(gateway), sampleTimeout_(sampleTimeout) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  const Gateway& gateway_;
+  const std::chrono::milliseconds sampleTimeout_;
+};
+
+}  // namespace evgate::gateway::metrics
