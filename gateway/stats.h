@@ -62,11 +62,13 @@ const Buckets& connectDurationBuckets();
 const Buckets& loopIterationBuckets();
 
 // A histogram with one writer thread: per-bucket (not cumulative) counts, the +Inf bucket last,
-// and the sum in nanoseconds.
+// and the sum in nanoseconds. The counts live inline, so a histogram in a worker's slot stays on
+// that worker's cache lines.
 class Histogram {
  public:
-  explicit Histogram(const Buckets& buckets)
-      : buckets_(&buckets), counts_(new Counter[buckets.nanos.size() + 1]) {}
+  static constexpr size_t kMaxBounds = 15;
+
+  explicit Histogram(const Buckets& buckets) : buckets_(&buckets) {}
   void observe(reactor::Duration value);
   const Buckets& buckets() const { return *buckets_; }
   // Bucket i's own count (i == bounds: the +Inf bucket).
@@ -75,7 +77,7 @@ class Histogram {
 
  private:
   const Buckets* buckets_;
-  std::unique_ptr<Counter[]> counts_;
+  std::array<Counter, kMaxBounds + 1> counts_;
   Counter sumNanos_;
 };
 
@@ -194,8 +196,9 @@ struct ClusterStats {
                                             const ClusterConfig* previousConfig);
 };
 
-// One worker's loop: iterations and how long each ran its callbacks.
-struct LoopCounters {
+// One worker's loop: iterations and how long each ran its callbacks. Written on every iteration:
+// on cache lines of its own.
+struct alignas(64) LoopCounters {
   LoopCounters() : iterationDuration(loopIterationBuckets()) {}
   Counter iterations;
   Histogram iterationDuration;
