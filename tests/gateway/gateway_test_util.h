@@ -29,6 +29,7 @@ using test::closedByPeer;
 using test::echoes;
 using test::eventually;
 using test::refusedPort;
+using test::writeUntilStalled;
 
 // 127.0.0.1:port as a SocketAddress.
 inline reactor::SocketAddress loopback(uint16_t port) {
@@ -39,6 +40,14 @@ inline reactor::SocketAddress loopback(uint16_t port) {
 class EchoBackend : public test::EchoServer {
  public:
   EchoBackend() { EXPECT_TRUE(ok()); }
+
+  reactor::SocketAddress address() const { return loopback(port()); }
+};
+
+// test::HoldingServer (accepts, reads only when released) with its address as a SocketAddress.
+class HoldingBackend : public test::HoldingServer {
+ public:
+  HoldingBackend() { EXPECT_TRUE(ok()); }
 
   reactor::SocketAddress address() const { return loopback(port()); }
 };

@@ -56,10 +56,12 @@ using testing::connectTo;
 using testing::EchoBackend;
 using testing::echoes;
 using testing::eventually;
+using testing::HoldingBackend;
 using testing::listenerOf;
 using testing::loopback;
 using testing::UniqueFd;
 using testing::waitClosed;
+using testing::writeUntilStalled;
 using Clock = std::chrono::steady_clock;
 
 // A label set, compared as a set (order does not matter).
@@ -193,117 +195,6 @@ const std::vector<std::string> kCloseReasons = {
     "upstream_reset", "idle_timeout",   "half_close_timeout",
     "max_lifetime",   "connect_failed", "no_healthy_upstream",
     "admin",          "drain",          "proxy_protocol_error"};
-
-// A backend that accepts and does not read until told to: a flow to it is held back by
-// backpressure once the kernel buffers on the way are full. Its sockets' receive buffers are
-// small so that happens soon.
-class StalledBackend {
- public:
-  StalledBackend() : listen_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    const int small = 4096;
-    const SocketAddress any = SocketAddress::loopbackV4();
-    if (listen_.get() < 0 ||
-        ::setsockopt(listen_.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small) != 0 ||
-        ::bind(listen_.get(), any.data(), any.length()) != 0 ||
-        ::listen(listen_.get(), SOMAXCONN) != 0) {
-      ADD_FAILURE() << "cannot listen";
-      return;
-    }
-    address_ = *SocketAddress::localOf(listen_.get());
-    acceptor_ = std::thread([this] {
-      for (;;) {
-        const int fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) {
-          if (errno == EINTR || errno == ECONNABORTED) continue;
-          return;
-        }
-        const std::lock_guard lock(mutex_);
-        connections_.push_back(fd);
-      }
-    });
-  }
-  ~StalledBackend() {
-    ::shutdown(listen_.get(), SHUT_RDWR);  // wakes the blocked accept()
-    if (acceptor_.joinable()) acceptor_.join();
-    const std::lock_guard lock(mutex_);
-    for (const int fd : connections_) {
-      if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
-    }
-    for (std::thread& reader : readers_) reader.join();
-    for (const int fd : connections_) {
-      if (fd >= 0) ::close(fd);
-    }
-  }
-  StalledBackend(const StalledBackend&) = delete;
-  StalledBackend& operator=(const StalledBackend&) = delete;
-
-  const SocketAddress& address() const { return address_; }
-  size_t accepted() const {
-    const std::lock_guard lock(mutex_);
-    return connections_.size();
-  }
-  uint64_t bytesRead() const { return read_.load(); }
-
-  // Ends connection `index`'s write half (a FIN to the gateway).
-  void endWrite(size_t index) {
-    const std::lock_guard lock(mutex_);
-    ::shutdown(connections_.at(index), SHUT_WR);
-  }
-
-  // Resets connection `index` (closed with SO_LINGER 0: an RST to the gateway).
-  void reset(size_t index) {
-    const std::lock_guard lock(mutex_);
-    int& fd = connections_.at(index);
-    const linger abort{1, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
-    ::close(fd);
-    fd = -1;
-  }
-
-  // Starts reading (and discarding) connection `index` until its EOF, then ends its write half.
-  void startReading(size_t index) {
-    const std::lock_guard lock(mutex_);
-    const int fd = connections_.at(index);
-    readers_.emplace_back([this, fd] {
-      char buf[65536];
-      for (;;) {
-        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        read_.fetch_add(static_cast<uint64_t>(n));
-      }
-      ::shutdown(fd, SHUT_WR);
-    });
-  }
-
- private:
-  UniqueFd listen_;
-  SocketAddress address_;
-  std::thread acceptor_;
-  mutable std::mutex mutex_;
-  std::vector<int> connections_;  // closed by the destructor only (or reset(): -1)
-  std::vector<std::thread> readers_;
-  std::atomic<uint64_t> read_{0};
-};
-
-// Writes to `fd` (never blocking) until it takes nothing for `idle` (the path is held back) or
-// `limit` passes. The bytes written, or nullopt if it never stalled or the socket failed.
-std::optional<size_t> writeUntilStalled(int fd, std::chrono::milliseconds idle,
-                                        Clock::duration limit = 20s) {
-  const auto deadline = Clock::now() + limit;
-  const std::string chunk(65536, 'x');
-  size_t written = 0;
-  while (Clock::now() < deadline) {
-    pollfd p{fd, POLLOUT, 0};
-    const int ready = ::poll(&p, 1, static_cast<int>(idle.count()));
-    if (ready == 0) return written;
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready < 0 || (p.revents & (POLLERR | POLLHUP)) != 0) return std::nullopt;
-    const ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0) written += static_cast<size_t>(n);
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return std::nullopt;
-  }
-  return std::nullopt;
-}
 
 // A blocking client connected to `to` whose socket buffer `option` (SO_SNDBUF or SO_RCVBUF) is
 // set small before connecting: a receive buffer shrunk after the handshake can make the kernel
@@ -636,7 +527,7 @@ TEST_F(MetricsCollectorTest, ConnectionsActiveCountsOpenFlowsAcrossWorkers) {
 // nothing under any other reason.
 TEST_F(MetricsCollectorTest, EveryCloseReasonIsCountedUnderItsOwnName) {
   EchoBackend echo;
-  StalledBackend stalled;
+  HoldingBackend stalled;
   const SocketAddress refused = loopback(test::refusedPort());
   Config config = baseConfig();
   config.clusters.push_back(clusterOf("echo", {echo.address()}));
@@ -740,7 +631,7 @@ TEST_F(MetricsCollectorTest, EveryCloseReasonIsCountedUnderItsOwnName) {
 }
 
 TEST_F(MetricsCollectorTest, FlowDurationIsObservedInTheRightBucket) {
-  StalledBackend stalled;
+  HoldingBackend stalled;
   Config config = baseConfig();
   config.clusters.push_back(clusterOf("stalled", {stalled.address()}));
   config.listeners.push_back(listenerOf("web", "stalled"));
@@ -1160,7 +1051,7 @@ TEST_F(MetricsCollectorTest, HealthAndEjectionShowInTheGaugesAndInAvailable) {
 // ---- Backpressure
 
 TEST_F(MetricsCollectorTest, BackpressureCountsPausesBufferedBytesAndTimePaused) {
-  StalledBackend backend;
+  HoldingBackend backend;
   constexpr size_t kLimit = 1024;
   Config config = baseConfig();
   config.clusters.push_back(clusterOf("stalled", {backend.address()}));
@@ -1175,7 +1066,7 @@ TEST_F(MetricsCollectorTest, BackpressureCountsPausesBufferedBytesAndTimePaused)
   UniqueFd client = connectWithSmallBuffer(bound("bp"), SO_SNDBUF);
   ASSERT_GE(client.get(), 0);
   // Nothing reads at the far end: the path fills up and the client can write no more.
-  const std::optional<size_t> written = writeUntilStalled(client.get(), 300ms);
+  const std::optional<size_t> written = writeUntilStalled(client.get(), 300ms, Clock::now() + 20s);
   ASSERT_TRUE(written) << "the flow to a backend that does not read was never held back";
   ASSERT_TRUE(eventually([&] { return backend.accepted() == 1; }));
 
@@ -1199,7 +1090,7 @@ TEST_F(MetricsCollectorTest, BackpressureCountsPausesBufferedBytesAndTimePaused)
       scrape().value("evgate_backpressure_paused_seconds_total", c2u).value_or(-1);
   ASSERT_GE(pausedBefore, 0.0);
 
-  backend.startReading(0);
+  backend.release(0);
   ASSERT_TRUE(eventually([&] { return backend.bytesRead() == *written; }, 20s))
       << backend.bytesRead() << " of " << *written << " bytes arrived";
   // Reading resumed: the stall is counted, in seconds (never more than the flow has lasted).
@@ -1227,7 +1118,7 @@ TEST_F(MetricsCollectorTest, BackpressureCountsPausesBufferedBytesAndTimePaused)
 
 // A pause that ends because the flow is closed is counted then.
 TEST_F(MetricsCollectorTest, APauseEndedByTheFlowClosingIsCounted) {
-  StalledBackend backend;
+  HoldingBackend backend;
   Config config = baseConfig();
   config.clusters.push_back(clusterOf("stalled", {backend.address()}));
   config.listeners.push_back(listenerOf("bp", "stalled"));
@@ -1238,7 +1129,7 @@ TEST_F(MetricsCollectorTest, APauseEndedByTheFlowClosingIsCounted) {
   const auto opened = Clock::now();
   const UniqueFd client = connectWithSmallBuffer(bound("bp"), SO_SNDBUF);
   ASSERT_GE(client.get(), 0);
-  ASSERT_TRUE(writeUntilStalled(client.get(), 300ms));
+  ASSERT_TRUE(writeUntilStalled(client.get(), 300ms, Clock::now() + 20s));
   EXPECT_TRUE(settlesAt("evgate_backpressure_flows_at_limit", bp, 1));
   const double pausedBefore =
       scrape().value("evgate_backpressure_paused_seconds_total", c2u).value_or(-1);
@@ -1274,7 +1165,7 @@ TEST_F(MetricsCollectorTest, BackpressureOnTheWayBackIsCountedUnderUpstreamToCli
   const auto opened = Clock::now();
   UniqueFd client = connectWithSmallBuffer(bound("bp"), SO_RCVBUF);
   ASSERT_GE(client.get(), 0);
-  const std::optional<size_t> written = writeUntilStalled(client.get(), 300ms);
+  const std::optional<size_t> written = writeUntilStalled(client.get(), 300ms, Clock::now() + 20s);
   ASSERT_TRUE(written) << "a client that does not read was never held back";
   EXPECT_TRUE(settlesAt("evgate_backpressure_flows_at_limit", bp, 1));
   EXPECT_TRUE(settles(

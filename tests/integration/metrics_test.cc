@@ -57,102 +57,6 @@ constexpr auto kStartLimit = 10s;
 constexpr auto kPrompt = 2s;
 
 // ---------------------------------------------------------------------------------------------
-// A backend that accepts and does not read until told to: a flow to it stops at the listener's
-// buffer_limit once the kernel buffers on the way are full. Its sockets' receive buffers are
-// small so that happens after a few MiB.
-
-class HoldingServer {
- public:
-  HoldingServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const int small = 4096;
-    const sockaddr_in addr = loopback(0);
-    if (fd_ < 0 || ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) != 0 ||
-        ::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd_, SOMAXCONN) != 0) {
-      return;
-    }
-    port_ = localPort(fd_);
-    acceptor_ = std::thread([this] { acceptLoop(); });
-  }
-  ~HoldingServer() {
-    if (fd_ < 0) return;
-    ::shutdown(fd_, SHUT_RDWR);  // wakes the blocked accept()
-    if (acceptor_.joinable()) acceptor_.join();
-    ::close(fd_);
-    std::lock_guard lock(mutex_);
-    for (const int fd : connections_) ::shutdown(fd, SHUT_RDWR);
-    for (std::thread& thread : readers_) thread.join();
-    for (const int fd : connections_) ::close(fd);
-  }
-  HoldingServer(const HoldingServer&) = delete;
-  HoldingServer& operator=(const HoldingServer&) = delete;
-
-  bool ok() const { return port_ != 0; }
-  std::string address() const { return test::address(port_); }
-  size_t accepted() const {
-    std::lock_guard lock(mutex_);
-    return connections_.size();
-  }
-  uint64_t bytesRead() const { return read_.load(); }
-
-  // Starts reading (and discarding) connection `index` (in accept order) until its EOF, then
-  // closes its write half.
-  void release(size_t index) {
-    std::lock_guard lock(mutex_);
-    const int fd = connections_.at(index);
-    readers_.emplace_back([this, fd] {
-      char buf[65536];
-      for (;;) {
-        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        read_.fetch_add(static_cast<uint64_t>(n));
-      }
-      ::shutdown(fd, SHUT_WR);
-    });
-  }
-
- private:
-  void acceptLoop() {
-    for (;;) {
-      const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;
-      }
-      std::lock_guard lock(mutex_);
-      connections_.push_back(fd);
-    }
-  }
-
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread acceptor_;
-  mutable std::mutex mutex_;
-  std::vector<int> connections_;  // closed by the destructor only
-  std::vector<std::thread> readers_;
-  std::atomic<uint64_t> read_{0};
-};
-
-// Writes to `fd` until it takes nothing for 300 ms (the path is held back) or `deadline`
-// passes. Returns the bytes written, or nullopt if it never stalled or the socket failed.
-std::optional<size_t> writeUntilStalled(int fd, Clock::time_point deadline) {
-  const std::string chunk(65536, 'b');
-  size_t written = 0;
-  while (Clock::now() < deadline) {
-    pollfd p{fd, POLLOUT, 0};
-    const int ready = ::poll(&p, 1, std::min(300, millisLeft(deadline)));
-    if (ready == 0) return Clock::now() < deadline ? std::optional<size_t>(written) : std::nullopt;
-    if (ready < 0 && errno != EINTR) return std::nullopt;
-    if (ready < 0) continue;
-    if ((p.revents & (POLLERR | POLLHUP)) != 0) return std::nullopt;
-    const ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0) written += static_cast<size_t>(n);
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return std::nullopt;
-  }
-  return std::nullopt;
-}
-
 // A client connection the gateway should close without relaying: true if it did so promptly.
 bool closedPromptly(uint16_t port) {
   const Fd fd(connectTo(port));
@@ -316,7 +220,7 @@ class MetricsTest : public ::testing::Test {
     // reading resumes) and ended; a second one stays held back.
     Fd first(connectTo(ports_.at("backpressure")));
     ASSERT_GE(first.get(), 0);
-    const auto written = writeUntilStalled(first.get(), Clock::now() + 10s);
+    const auto written = writeUntilStalled(first.get(), 300ms, Clock::now() + 10s);
     ASSERT_TRUE(written) << "the flow to a backend that does not read was never held back";
     ASSERT_TRUE(eventually([&] { return holding_.accepted() == 1; }, kPrompt));
     holding_.release(0);
@@ -326,7 +230,7 @@ class MetricsTest : public ::testing::Test {
     EXPECT_TRUE(closedByPeer(waitClosed(first.get(), Clock::now() + 5s)));
     backpressureHeld_ = Fd(connectTo(ports_.at("backpressure")));
     ASSERT_GE(backpressureHeld_.get(), 0);
-    ASSERT_TRUE(writeUntilStalled(backpressureHeld_.get(), Clock::now() + 10s));
+    ASSERT_TRUE(writeUntilStalled(backpressureHeld_.get(), 300ms, Clock::now() + 10s));
 
     // A reload of the unchanged file.
     ASSERT_TRUE(daemon_->signal(SIGHUP));

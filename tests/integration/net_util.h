@@ -19,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -222,18 +223,49 @@ inline std::string randomBytes(size_t size, uint64_t seed) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A listening TCP socket on 127.0.0.1 with a port of the kernel's choosing, or -1. With
+// `receiveBuffer` > 0, SO_RCVBUF is set first (the accepted sockets inherit it).
+inline int listenOnLoopback(int receiveBuffer = 0) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const sockaddr_in addr = loopback(0);
+  if (fd < 0 ||
+      (receiveBuffer > 0 &&
+       ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, sizeof receiveBuffer) != 0) ||
+      ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(fd, SOMAXCONN) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Writes to `fd` (never blocking) until it takes nothing for `idle` (the path is held back by
+// backpressure) or `deadline` passes. The bytes written, or nullopt if it never stalled or the
+// socket failed.
+inline std::optional<size_t> writeUntilStalled(int fd, std::chrono::milliseconds idle,
+                                               Clock::time_point deadline) {
+  const std::string chunk(65536, 'x');
+  size_t written = 0;
+  while (Clock::now() < deadline) {
+    pollfd p{fd, POLLOUT, 0};
+    const int ready = ::poll(&p, 1, std::min(static_cast<int>(idle.count()), millisLeft(deadline)));
+    if (ready == 0) return Clock::now() < deadline ? std::optional<size_t>(written) : std::nullopt;
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0 || (p.revents & (POLLERR | POLLHUP)) != 0) return std::nullopt;
+    const ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) written += static_cast<size_t>(n);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 // A backend: a threaded echo server on 127.0.0.1:0. Each connection echoes until the peer's EOF,
 // then sends its own FIN. stop() (or the destructor) ends everything.
 
 class EchoServer {
  public:
-  EchoServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const sockaddr_in addr = loopback(0);
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd_, SOMAXCONN) != 0) {
-      return;
-    }
+  EchoServer() : fd_(listenOnLoopback()) {
+    if (fd_ < 0) return;
     port_ = localPort(fd_);
     acceptor_ = std::thread([this] { acceptLoop(); });
   }
@@ -298,6 +330,96 @@ class EchoServer {
   std::mutex mutex_;
   std::vector<int> connections_;
   std::vector<std::thread> threads_;
+};
+
+// A backend that accepts and does not read until told to: a flow to it is held back by
+// backpressure once the kernel buffers on the way are full. Its sockets' receive buffers are
+// small (4 KiB) so that happens after a few MiB.
+class HoldingServer {
+ public:
+  HoldingServer() : fd_(listenOnLoopback(4096)) {
+    if (fd_ < 0) return;
+    port_ = localPort(fd_);
+    acceptor_ = std::thread([this] { acceptLoop(); });
+  }
+  ~HoldingServer() {
+    if (fd_ < 0) return;
+    ::shutdown(fd_, SHUT_RDWR);  // wakes the blocked accept()
+    if (acceptor_.joinable()) acceptor_.join();
+    ::close(fd_);
+    std::lock_guard lock(mutex_);
+    for (const int fd : connections_) {
+      if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (std::thread& thread : readers_) thread.join();
+    for (const int fd : connections_) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  HoldingServer(const HoldingServer&) = delete;
+  HoldingServer& operator=(const HoldingServer&) = delete;
+
+  bool ok() const { return port_ != 0; }
+  uint16_t port() const { return port_; }
+  std::string address() const { return test::address(port_); }
+  size_t accepted() const {
+    std::lock_guard lock(mutex_);
+    return connections_.size();
+  }
+  uint64_t bytesRead() const { return read_.load(); }
+
+  // Starts reading (and discarding) connection `index` (in accept order) until its EOF, then
+  // ends its write half.
+  void release(size_t index) {
+    std::lock_guard lock(mutex_);
+    const int fd = connections_.at(index);
+    readers_.emplace_back([this, fd] {
+      char buf[65536];
+      for (;;) {
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        read_.fetch_add(static_cast<uint64_t>(n));
+      }
+      ::shutdown(fd, SHUT_WR);
+    });
+  }
+
+  // Ends connection `index`'s write half (a FIN to the peer).
+  void endWrite(size_t index) {
+    std::lock_guard lock(mutex_);
+    ::shutdown(connections_.at(index), SHUT_WR);
+  }
+
+  // Resets connection `index` (closed with SO_LINGER 0: an RST to the peer).
+  void reset(size_t index) {
+    std::lock_guard lock(mutex_);
+    int& fd = connections_.at(index);
+    const linger abort{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+    ::close(fd);
+    fd = -1;
+  }
+
+ private:
+  void acceptLoop() {
+    for (;;) {
+      const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;
+      }
+      std::lock_guard lock(mutex_);
+      connections_.push_back(fd);
+    }
+  }
+
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread acceptor_;
+  mutable std::mutex mutex_;
+  std::vector<int> connections_;  // closed by the destructor (or reset(): -1)
+  std::vector<std::thread> readers_;
+  std::atomic<uint64_t> read_{0};
 };
 
 // A temporary directory for one test's files, removed with everything in it at the end.

@@ -56,13 +56,8 @@ const std::string kOddPath = "/b \"quoted\" back\\slash\nnext";
 class FixtureHttpServer {
  public:
   explicit FixtureHttpServer(std::map<std::string, std::string> routes)
-      : routes_(std::move(routes)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const sockaddr_in addr = loopback(0);
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd_, SOMAXCONN) != 0) {
-      return;
-    }
+      : routes_(std::move(routes)), fd_(listenOnLoopback()) {
+    if (fd_ < 0) return;
     port_ = localPort(fd_);
     thread_ = std::thread([this] { serve(); });
   }
