@@ -279,16 +279,17 @@ TEST_P(DifferentialTest, TimersFireInDeadlineOrder) {
   });
 }
 
-// A persistent 40 ms timer under loopExit(140 ms): three ticks, then dispatch returns 0 with
-// the exit flag set and the timer still pending.
+// A persistent 100 ms timer under loopExit(350 ms): three ticks, then dispatch returns 0 with
+// the exit flag set and the timer still pending. The exit falls 50 ms from a tick on either
+// side: a slow sanitizer build between add() and loopExit() must not move it past the fourth.
 TEST_P(DifferentialTest, PersistentTimerCountUntilLoopExit) {
   expectSameTrace([](Reactor& r, Trace& t) {
     int ticks = 0;
     auto tick = r.newEvent(-1, what::kPersist, [&](unsigned f) {
       t("tick " + std::to_string(++ticks) + " " + whatString(f));
     });
-    tick->add(40ms);
-    t("loopExit rc=" + std::to_string(r.loopExit(140ms)));
+    tick->add(100ms);
+    t("loopExit rc=" + std::to_string(r.loopExit(350ms)));
     t("dispatch " + loopResult(r, 0));
     t("tick pending after=" + yesNo(tick->pending(what::kTimeout)));
   });
