@@ -115,12 +115,24 @@ std::string AdminRuntime::metricsAddress() const {
   return metricsServer_ != nullptr ? metricsServer_->boundAddress() : config_.metrics.address;
 }
 
-std::string AdminRuntime::adminAddress() const {
-  std::string address = config_.admin.address;
-  if (server_ != nullptr && address.ends_with(":0")) {
-    address.replace(address.size() - 1, 1, std::to_string(server_->port()));
+namespace {
+
+// `configured` with a ":0" port replaced by the port actually bound.
+std::string withBoundPort(std::string configured, int port) {
+  if (port != 0 && configured.ends_with(":0")) {
+    configured.replace(configured.size() - 1, 1, std::to_string(port));
   }
-  return address;
+  return configured;
+}
+
+}  // namespace
+
+std::string AdminRuntime::adminAddress() const {
+  return withBoundPort(config_.admin.address, server_ != nullptr ? server_->port() : 0);
+}
+
+std::string AdminRuntime::healthAddress() const {
+  return withBoundPort(config_.admin.healthAddress, server_ != nullptr ? server_->healthPort() : 0);
 }
 
 }  // namespace evgate::admin

@@ -50,6 +50,9 @@ class AdminRuntime {
   const gateway::Config& fileConfig() const { return config_; }
   // "host:port" the admin server listens on (the chosen port for port 0).
   std::string adminAddress() const;
+  // "host:port" the plaintext health server listens on (the chosen port for port 0); empty
+  // without admin.health_address.
+  std::string healthAddress() const;
   // "host:port" the metrics server listens on (the chosen port for port 0).
   std::string metricsAddress() const;
   // The control plane's metrics (the daemon reports reloads of the configuration file here).

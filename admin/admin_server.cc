@@ -15,12 +15,15 @@ namespace evgate::admin {
 namespace {
 
 constexpr const char* kServiceName = "evgate.admin.v1.Admin";
+// Answers SERVING for as long as the process serves at all, draining included: what a liveness
+// probe asks (a readiness probe asks "" or kServiceName, which turn NOT_SERVING on a drain).
+constexpr const char* kLivenessServiceName = "evgate.liveness";
 
 // gRPC reports a failed bind without the reason; a trial bind finds it (EADDRINUSE,
 // EADDRNOTAVAIL, EACCES), so the error can say what to fix.
-std::string bindError(const std::string& address) {
+std::string bindError(const std::string& key, const std::string& address) {
   const auto parsed = reactor::SocketAddress::parse(address);
-  if (!parsed) return "admin.address: not an address: " + address;
+  if (!parsed) return key + ": not an address: " + address;
   const int fd = ::socket(parsed->family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
   std::string reason = "gRPC could not listen there";
   if (fd >= 0) {
@@ -31,13 +34,33 @@ std::string bindError(const std::string& address) {
     }
     ::close(fd);
   }
-  return "admin: cannot listen on " + address + ": " + reason;
+  return key + ": cannot listen on " + address + ": " + reason;
+}
+
+// The plaintext server for probes: grpc.health.v1 only (the default health service is added to
+// every server built while it is enabled, and nothing else is registered).
+std::unique_ptr<grpc::Server> startHealthServer(const std::string& address, int& port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Health requests are a few bytes; nothing larger has a reason to arrive here.
+  builder.SetMaxReceiveMessageSize(4096);
+  grpc::ResourceQuota quota("evgate-health");
+  quota.SetMaxThreads(8);
+  builder.SetResourceQuota(quota);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (port == 0) server.reset();
+  return server;
 }
 
 }  // namespace
 
-AdminServer::AdminServer(std::unique_ptr<grpc::Server> server, int port)
-    : server_(std::move(server)), port_(port) {}
+AdminServer::AdminServer(std::unique_ptr<grpc::Server> server, int port,
+                         std::unique_ptr<grpc::Server> healthServer, int healthPort)
+    : server_(std::move(server)),
+      port_(port),
+      healthServer_(std::move(healthServer)),
+      healthPort_(healthPort) {}
 
 AdminServer::~AdminServer() { shutdown(std::chrono::milliseconds(0)); }
 
@@ -70,25 +93,51 @@ std::unique_ptr<AdminServer> AdminServer::start(const gateway::AdminConfig& conf
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    error = bindError(config.address);
+    error = bindError("admin.address", config.address);
     return nullptr;
   }
-  std::unique_ptr<AdminServer> admin(new AdminServer(std::move(server), port));
+  std::unique_ptr<grpc::Server> healthServer;
+  int healthPort = 0;
+  if (!config.healthAddress.empty()) {
+    healthServer = startHealthServer(config.healthAddress, healthPort);
+    if (healthServer == nullptr) {
+      error = bindError("admin.health_address", config.healthAddress);
+      server->Shutdown(std::chrono::system_clock::now());
+      server->Wait();
+      return nullptr;
+    }
+  }
+  std::unique_ptr<AdminServer> admin(
+      new AdminServer(std::move(server), port, std::move(healthServer), healthPort));
+  for (grpc::Server* each : {admin->server_.get(), admin->healthServer_.get()}) {
+    if (each == nullptr) continue;
+    if (auto* health = each->GetHealthCheckService()) {
+      health->SetServingStatus(kLivenessServiceName, true);
+    }
+  }
   admin->setServing(true);
   return admin;
 }
 
 void AdminServer::setServing(bool serving) {
-  if (server_ == nullptr) return;
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health == nullptr) return;
-  health->SetServingStatus(serving);
-  health->SetServingStatus(kServiceName, serving);
+  for (grpc::Server* each : {server_.get(), healthServer_.get()}) {
+    if (each == nullptr) continue;
+    grpc::HealthCheckServiceInterface* health = each->GetHealthCheckService();
+    if (health == nullptr) continue;
+    health->SetServingStatus("", serving);
+    health->SetServingStatus(kServiceName, serving);
+  }
 }
 
 void AdminServer::shutdown(std::chrono::milliseconds grace) {
+  const auto deadline = std::chrono::system_clock::now() + grace;
+  if (healthServer_ != nullptr) {
+    healthServer_->Shutdown(deadline);
+    healthServer_->Wait();
+    healthServer_.reset();
+  }
   if (server_ == nullptr) return;
-  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  server_->Shutdown(deadline);
   server_->Wait();
   server_.reset();
 }

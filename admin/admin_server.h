@@ -12,9 +12,13 @@
 
 namespace evgate::admin {
 
-// The admin gRPC server: the Admin service, gRPC health checking (grpc.health.v1, the overall
-// service "" and "evgate.admin.v1.Admin") and server reflection, on the admin address with the
-// configured credentials and message size limit.
+// The admin gRPC server: the Admin service, gRPC health checking and server reflection, on the
+// admin address with the configured credentials and message size limit; and, with
+// admin.health_address, a second plaintext server answering health checks only (for probes
+// that cannot present the admin credentials).
+//
+// Health services: "" and "evgate.admin.v1.Admin" are readiness (NOT_SERVING once a drain
+// starts); "evgate.liveness" stays SERVING until the servers shut down.
 //
 // Thread rule: the owner's thread; setServing() from any thread.
 class AdminServer {
@@ -31,6 +35,8 @@ class AdminServer {
 
   // The bound port (the chosen one when the address says port 0).
   int port() const { return port_; }
+  // The health server's bound port; 0 without admin.health_address.
+  int healthPort() const { return healthPort_; }
   // What health checks answer: SERVING, or NOT_SERVING once a drain has started (so that
   // Kubernetes readiness turns false while the flows finish).
   void setServing(bool serving);
@@ -38,10 +44,13 @@ class AdminServer {
   void shutdown(std::chrono::milliseconds grace);
 
  private:
-  AdminServer(std::unique_ptr<grpc::Server> server, int port);
+  AdminServer(std::unique_ptr<grpc::Server> server, int port,
+              std::unique_ptr<grpc::Server> healthServer, int healthPort);
 
   std::unique_ptr<grpc::Server> server_;
   const int port_;
+  std::unique_ptr<grpc::Server> healthServer_;  // with admin.health_address
+  const int healthPort_;
 };
 
 }  // namespace evgate::admin

@@ -5,9 +5,11 @@
 #include <cstdio>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "admin/admin_runtime.h"
 #include "gateway/config/config_parser.h"
+#include "gateway/config/config_watcher.h"
 #include "gateway/config/default_config.h"
 #include "gateway/flow_drain.h"
 #include "gateway/log.h"
@@ -20,6 +22,10 @@ namespace {
 using gateway::logError;
 using gateway::logInfo;
 using gateway::logWarn;
+
+// How long the configuration file's directory must stay quiet before a change is read: long
+// enough to take a truncate-and-write or a ConfigMap swap as one change.
+constexpr auto kConfigSettle = std::chrono::milliseconds(100);
 
 const char* signalName(int sig) {
   switch (sig) {
@@ -36,9 +42,10 @@ const char* signalName(int sig) {
 // the drain.
 class Daemon {
  public:
-  Daemon(std::string configPath, gateway::Config config)
+  Daemon(std::string configPath, std::string configText, gateway::Config config)
       : runtime_(base_, configPath, std::move(config)),
         configPath_(std::move(configPath)),
+        lastConfigText_(std::move(configText)),
         sigterm_(base_, SIGTERM, reactor::kSignal | reactor::kPersist, onStopSignal, this),
         sigint_(base_, SIGINT, reactor::kSignal | reactor::kPersist, onStopSignal, this),
         sighup_(base_, SIGHUP, reactor::kSignal | reactor::kPersist, onReloadSignal, this) {}
@@ -53,6 +60,15 @@ class Daemon {
       startDrain("Drain RPC", timeout.value_or(runtime_.gateway().config().drainTimeout));
       return flows;
     });
+    if (!configPath_.empty() && runtime_.fileConfig().configWatch) {
+      watcher_ = std::make_unique<gateway::ConfigWatcher>(base_, configPath_, kConfigSettle,
+                                                          [this] { onConfigFileChanged(); });
+      if (const auto error = watcher_->start()) {
+        // Reloads still work through SIGHUP: worth a warning, not a refusal to start.
+        logWarn(*error + "; reload with SIGHUP instead");
+        watcher_.reset();
+      }
+    }
     logStarted();
     sigterm_.add();
     sigint_.add();
@@ -61,6 +77,7 @@ class Daemon {
     sigterm_.del();
     sigint_.del();
     sighup_.del();
+    watcher_.reset();
     runtime_.stop();
     return 0;
   }
@@ -78,7 +95,11 @@ class Daemon {
               listener->config.cluster);
     }
     if (runtime_.gateway().listeners().empty()) logInfo("no listeners configured");
+    if (watcher_ != nullptr) logInfo("watching " + configPath_ + " for changes");
     logInfo("admin API listening on " + runtime_.adminAddress());
+    if (const std::string health = runtime_.healthAddress(); !health.empty()) {
+      logInfo("health checks listening on " + health);
+    }
     logInfo("metrics listening on " + runtime_.metricsAddress() + "/metrics");
   }
 
@@ -125,26 +146,63 @@ class Daemon {
       return;
     }
     logInfo("SIGHUP: reloading " + self->configPath_);
-    gateway::ConfigResult result = gateway::loadConfigFile(self->configPath_);
-    if (!result.ok()) {
-      for (const gateway::ConfigError& error : result.errors) logError(error.toString());
-      logError("reload failed; configuration unchanged");
-      self->runtime_.metrics().reloadFinished(false);
+    std::string text;
+    if (auto error = gateway::readConfigFile(self->configPath_, text)) {
+      self->reloadFailed({std::move(*error)});
       return;
     }
-    if (const grpc::Status status = self->runtime_.control().reload(std::move(*result.config));
+    self->reload(std::move(text));
+  }
+
+  // The watcher saw the file's directory change. Reloads only when the content differs from the
+  // last text tried (applied or refused): a ConfigMap resync, another file in the directory, or
+  // a rewrite with the same bytes changes nothing and logs nothing.
+  void onConfigFileChanged() {
+    if (drain_ != nullptr) return;
+    std::string text;
+    if (auto error = gateway::readConfigFile(configPath_, text)) {
+      // Removed or being replaced: a later event brings the new file. Said once per state.
+      if (lastConfigText_.has_value()) {
+        logWarn("config watch: " + error->toString() + "; the running configuration stays");
+        lastConfigText_.reset();
+      }
+      return;
+    }
+    if (text == lastConfigText_) return;
+    logInfo("config watch: " + configPath_ + " changed; reloading");
+    reload(std::move(text));
+  }
+
+  // Parses `text` (the file's content) and applies the difference; all or nothing.
+  void reload(std::string text) {
+    gateway::ConfigResult result = gateway::parseConfig(text, configPath_);
+    lastConfigText_ = std::move(text);
+    if (!result.ok()) {
+      reloadFailed(result.errors);
+      return;
+    }
+    if (const grpc::Status status = runtime_.control().reload(std::move(*result.config));
         !status.ok()) {
       logError(status.error_message());
-      logError("reload failed; configuration unchanged");
-      self->runtime_.metrics().reloadFinished(false);
+      reloadFailed({});
       return;
     }
-    self->runtime_.metrics().reloadFinished(true);
+    runtime_.metrics().reloadFinished(true);
+  }
+
+  void reloadFailed(const std::vector<gateway::ConfigError>& errors) {
+    for (const gateway::ConfigError& error : errors) logError(error.toString());
+    logError("reload failed; configuration unchanged");
+    runtime_.metrics().reloadFinished(false);
   }
 
   reactor::EventBase base_;
   admin::AdminRuntime runtime_;
   const std::string configPath_;
+  // The configuration file's content as last read for a start or reload (nullopt after it could
+  // not be read), so the watcher reloads only on a real change.
+  std::optional<std::string> lastConfigText_;
+  std::unique_ptr<gateway::ConfigWatcher> watcher_;  // set with config_watch and a --config file
   reactor::Event sigterm_;
   reactor::Event sigint_;
   reactor::Event sighup_;
@@ -155,9 +213,15 @@ class Daemon {
 
 int run(const Options& options) {
   const std::string& path = options.configPath;
-  gateway::ConfigResult result =
-      path.empty() ? gateway::parseConfig(gateway::defaultConfigYaml(), "<embedded default>")
-                   : gateway::loadConfigFile(path);
+  std::string text;
+  gateway::ConfigResult result;
+  if (path.empty()) {
+    result = gateway::parseConfig(gateway::defaultConfigYaml(), "<embedded default>");
+  } else if (auto error = gateway::readConfigFile(path, text)) {
+    result.errors.push_back(std::move(*error));
+  } else {
+    result = gateway::parseConfig(text, path);
+  }
   if (!result.ok()) {
     for (const gateway::ConfigError& error : result.errors) {
       std::fprintf(stderr, "%s\n", error.toString().c_str());
@@ -177,7 +241,7 @@ int run(const Options& options) {
   // this covers anything else).
   signal(SIGPIPE, SIG_IGN);
 
-  Daemon daemon(path, std::move(*result.config));
+  Daemon daemon(path, std::move(text), std::move(*result.config));
   return daemon.run();
 }
 

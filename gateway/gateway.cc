@@ -186,7 +186,9 @@ std::optional<std::string> Gateway::reload(Config next, std::string_view cause) 
   needsRestart(next.log != config_.log, "log");
   needsRestart(next.accessLog != config_.accessLog, "access_log");
   needsRestart(next.stateFile != config_.stateFile, "state_file");
+  needsRestart(next.configWatch != config_.configWatch, "config_watch");
   next.workers = config_.workers;
+  next.configWatch = config_.configWatch;
   next.admin = config_.admin;
   next.metrics = config_.metrics;
   next.log = config_.log;

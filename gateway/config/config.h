@@ -86,6 +86,9 @@ struct ListenerConfig {
 
 struct AdminConfig {
   std::string address = "127.0.0.1:9901";
+  // Set: a second, plaintext gRPC server here answers grpc.health.v1 only (no Admin service,
+  // no credentials), for probes that cannot speak the admin port's TLS or token (Kubernetes).
+  std::string healthAddress;
   std::string tokenFile;          // set: every call needs this token (or the read-only one)
   std::string readOnlyTokenFile;  // a second token allowed GetStatus, Get*, List*, Watch only
   std::string tlsCertFile;
@@ -131,6 +134,9 @@ struct Config {
   uint32_t workers = 0;  // 0: one per CPU
   Duration drainTimeout = std::chrono::seconds(30);
   std::string stateFile;  // empty: runtime changes are not persisted
+  // Watch the --config file's directory and reload when the file's content changes (as on
+  // SIGHUP); a Kubernetes ConfigMap update, a symlink swap, arrives this way.
+  bool configWatch = true;
   AdminConfig admin;
   MetricsConfig metrics;
   LogConfig log;

@@ -386,13 +386,15 @@ void Parser::parseRoot(const Value& root, Config& config) {
     return;
   }
   const MapFields fields(*this, root,
-                         {"workers", "drain_timeout", "state_file", "admin", "metrics", "log",
-                          "access_log", "clusters", "listeners"});
+                         {"workers", "drain_timeout", "state_file", "config_watch", "admin",
+                          "metrics", "log", "access_log", "clusters", "listeners"});
   take(fields, "workers", config.workers,
        [&](const Value& v) { return readInteger(v, 0, kMaxWorkers); });
   take(fields, "drain_timeout", config.drainTimeout,
        [&](const Value& v) { return readDuration(v, true); });
   take(fields, "state_file", config.stateFile, [&](const Value& v) { return readString(v); });
+  take(fields, "config_watch", config.configWatch,
+       [&](const Value& v) { return readEnum(v, kBooleanNames); });
   if (const auto value = fields.get("admin")) parseAdmin(*value, config.admin);
   if (const auto value = fields.get("metrics")) parseMetrics(*value, config.metrics);
   if (const auto value = fields.get("log")) parseLog(*value, config.log);
@@ -409,8 +411,8 @@ void Parser::parseRoot(const Value& root, Config& config) {
 void Parser::parseAdmin(const Value& value, AdminConfig& admin) {
   if (!isMap(value)) return;
   const MapFields fields(*this, value,
-                         {"address", "token_file", "read_only_token_file", "insecure",
-                          "max_watchers", "max_message_size", "tls"});
+                         {"address", "health_address", "token_file", "read_only_token_file",
+                          "insecure", "max_watchers", "max_message_size", "tls"});
   const std::optional<Value> address = fields.get("address");
   bool addressOk = true;
   if (address) {
@@ -419,6 +421,12 @@ void Parser::parseAdmin(const Value& value, AdminConfig& admin) {
     if (parsed) {
       admin.address = address->node.Scalar();
       boundAddresses_.emplace_back(*parsed, *address);
+    }
+  }
+  if (const auto health = fields.get("health_address")) {
+    if (const auto parsed = readAddress(*health, "0.0.0.0:9903")) {
+      admin.healthAddress = health->node.Scalar();
+      boundAddresses_.emplace_back(*parsed, *health);
     }
   }
   const auto readFile = [&](const Value& v) { return readString(v); };
@@ -798,10 +806,10 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view fileName) {
   return Parser(fileName).run(yamlText);
 }
 
-ConfigResult loadConfigFile(const std::string& path) {
+std::optional<ConfigError> readConfigFile(const std::string& path, std::string& text) {
   // open/read rather than ifstream: the message needs errno (a directory opens fine and fails on
   // read with EISDIR; ifstream hides both).
-  std::string text;
+  text.clear();
   int savedErrno = 0;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -821,10 +829,15 @@ ConfigResult loadConfigFile(const std::string& path) {
     }
     ::close(fd);
   }
-  if (savedErrno != 0) {
+  if (savedErrno == 0) return std::nullopt;
+  return ConfigError{path, 0, 0, std::string("cannot read file: ") + std::strerror(savedErrno)};
+}
+
+ConfigResult loadConfigFile(const std::string& path) {
+  std::string text;
+  if (auto error = readConfigFile(path, text)) {
     ConfigResult result;
-    result.errors.push_back(
-        ConfigError{path, 0, 0, std::string("cannot read file: ") + std::strerror(savedErrno)});
+    result.errors.push_back(std::move(*error));
     return result;
   }
   return parseConfig(text, path);

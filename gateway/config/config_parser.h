@@ -38,6 +38,10 @@ struct ConfigResult {
 // and dangling reference is reported. A config with any error yields no Config.
 ConfigResult parseConfig(std::string_view yamlText, std::string_view fileName);
 
+// Reads all of `path` into `text`. On failure returns one error with line 0:
+// "path: cannot read file: No such file or directory".
+std::optional<ConfigError> readConfigFile(const std::string& path, std::string& text);
+
 // Reads `path` and parses it. A file that cannot be read yields one error with line 0:
 // "path: cannot read file: No such file or directory".
 ConfigResult loadConfigFile(const std::string& path);

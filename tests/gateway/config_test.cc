@@ -832,6 +832,25 @@ admin:
             smallest);
 }
 
+TEST(ConfigParserTest, HealthAddressAndConfigWatch) {
+  const Config defaults;
+  EXPECT_EQ(defaults.admin.healthAddress, "");
+  EXPECT_TRUE(defaults.configWatch);
+  const Config config = parseOk("config_watch: false\nadmin: { health_address: 0.0.0.0:9903 }\n");
+  EXPECT_FALSE(config.configWatch);
+  EXPECT_EQ(config.admin.healthAddress, "0.0.0.0:9903");
+  EXPECT_EQ(errorsOf("config_watch: sometimes\nadmin: { health_address: nowhere }\n"),
+            (Errors{
+                R"(t.yaml:1:15: config_watch: expected one of true, false, got "sometimes")",
+                R"(t.yaml:2:26: admin.health_address: expected an address like 0.0.0.0:9903, )"
+                R"(got "nowhere")",
+            }));
+  // The health server binds its own socket: it may not share one with the admin API.
+  EXPECT_EQ(errorsOf("admin: { address: 127.0.0.1:9901, health_address: 127.0.0.1:9901 }"),
+            (Errors{R"(t.yaml:1:51: admin.health_address: 127.0.0.1:9901 is already used by )"
+                    R"(admin.address (at 1:19))"}));
+}
+
 TEST(ConfigParserTest, BadAdminSecurityAndLimitValues) {
   EXPECT_EQ(errorsOf(R"(
 admin:

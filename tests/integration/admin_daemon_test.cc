@@ -3,6 +3,8 @@
 // file (also after kill -9 in the middle of changes), SIGHUP next to API changes, a scheduled
 // event on the real clock, and the refusal of an exposed admin address without credentials.
 
+#include "tests/integration/admin_daemon.h"
+
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -30,33 +32,7 @@ using google::protobuf::util::TimeUtil;
 
 constexpr auto kStartLimit = 10s;
 
-// A running daemon and a client for its admin API.
-class Daemon {
- public:
-  explicit Daemon(const std::string& configPath)
-      : process_({EVGATE_BINARY, "--config", configPath}) {
-    if (!process_.started()) return;
-    const auto match = process_.waitForOutput(std::regex("admin API listening on [0-9.]+:(\\d+)"),
-                                              kStartLimit, Process::Stream::kStderr);
-    if (!match) return;
-    adminAddress_ = "127.0.0.1:" + (*match)[1];
-    channel_ = grpc::CreateChannel(adminAddress_, grpc::InsecureChannelCredentials());
-    stub_ = v1::Admin::NewStub(channel_);
-  }
-
-  bool ok() const { return stub_ != nullptr; }
-  // What it has logged so far (stderr).
-  const std::string& output() const { return process_.err(); }
-  v1::Admin::Stub& stub() { return *stub_; }
-  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
-  Process& process() { return process_; }
-
- private:
-  Process process_;
-  std::string adminAddress_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::Admin::Stub> stub_;
-};
+using Daemon = AdminDaemon;
 
 std::string configYaml(const EchoServer& backend, const std::string& stateFile,
                        const std::string& listeners = "") {
@@ -92,10 +68,9 @@ std::set<std::string> listenerNames(v1::Admin::Stub& stub) {
 }
 
 Process::Exit stopDaemon(Daemon& daemon) {
-  daemon.process().signal(SIGTERM);
-  const auto exit = daemon.process().wait(10s);
-  EXPECT_TRUE(exit.has_value()) << "still running 10 s after SIGTERM";
-  return exit.value_or(Process::Exit{});
+  const Process::Exit exit = stopAdminDaemon(daemon);
+  EXPECT_NE(exit.raw, -1) << "still running 10 s after SIGTERM";
+  return exit;
 }
 
 TEST(AdminDaemonTest, AListenerCreatedOverTheApiRelaysAndHealthAndReflectionAnswer) {
@@ -147,6 +122,63 @@ TEST(AdminDaemonTest, TheDrainRpcTurnsHealthNotServingAndTheDaemonExitsWhenFlows
   EXPECT_EQ(createListener(daemon.stub(), "late", nullptr).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_TRUE(echoes(open.get(), "the open flow goes on"));
+  open.reset();
+  const auto exit = daemon.process().wait(10s);
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->code(), 0);
+}
+
+// admin.health_address: a plaintext health-only port for probes (Kubernetes' grpc probes speak
+// neither TLS nor tokens). Readiness ("") turns NOT_SERVING when a drain starts; liveness
+// ("evgate.liveness") stays SERVING until the process exits; the Admin service is not there.
+TEST(AdminDaemonTest, TheHealthAddressAnswersProbesWithoutCredentialsAndOnlyThem) {
+  EchoServer backend;
+  TempDir dir;
+  writeFile(dir.file("token"), "s3cret-token\n");
+  std::string yaml =
+      configYaml(backend, "", "  - { name: web, bind: 127.0.0.1:0, cluster: backends }\n");
+  const std::string adminLine = "admin: { address: 127.0.0.1:0 }\n";
+  yaml.replace(yaml.find(adminLine), adminLine.size(),
+               "admin: { address: 127.0.0.1:0, health_address: 127.0.0.1:0, token_file: " +
+                   dir.file("token") + " }\n");
+  writeFile(dir.file("evgate.yaml"), yaml);
+  Daemon daemon(dir.file("evgate.yaml"));
+  ASSERT_TRUE(daemon.ok()) << daemon.output();
+  const auto healthLine =
+      daemon.process().waitForOutput(std::regex(R"(health checks listening on 127\.0\.0\.1:(\d+))"),
+                                     kStartLimit, Process::Stream::kStderr);
+  ASSERT_TRUE(healthLine) << daemon.output();
+  const auto health =
+      grpc::CreateChannel("127.0.0.1:" + (*healthLine)[1], grpc::InsecureChannelCredentials());
+
+  EXPECT_EQ(healthStatus(health, ""), 1);
+  EXPECT_EQ(healthStatus(health, "evgate.admin.v1.Admin"), 1);
+  EXPECT_EQ(healthStatus(health, "evgate.liveness"), 1);
+  EXPECT_EQ(healthStatus(daemon.channel(), "evgate.liveness"), 1);
+  // Only health checks: the Admin service is not served on this port, token or not.
+  auto healthStub = v1::Admin::NewStub(health);
+  v1::Status status;
+  EXPECT_EQ(healthStub->GetStatus(callContext().get(), {}, &status).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  // The admin port itself still wants the token.
+  EXPECT_EQ(daemon.stub().GetStatus(callContext().get(), {}, &status).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+
+  v1::GetListenerRequest get;
+  get.set_name("web");
+  v1::Listener web;
+  auto withToken = callContext();
+  withToken->AddMetadata("authorization", "Bearer s3cret-token");
+  ASSERT_TRUE(daemon.stub().GetListener(withToken.get(), get, &web).ok());
+  Fd open(connectTo(portOf(web.bound_address())));
+  ASSERT_TRUE(echoes(open.get(), "keeps the drain waiting"));
+  ASSERT_TRUE(daemon.process().signal(SIGTERM));
+  ASSERT_TRUE(eventually([&] { return healthStatus(health, "") == 2; }));
+  EXPECT_EQ(healthStatus(health, "evgate.admin.v1.Admin"), 2);
+  EXPECT_EQ(healthStatus(daemon.channel(), ""), 2);
+  // Draining is alive: a liveness probe must not restart a pod that is finishing its flows.
+  EXPECT_EQ(healthStatus(health, "evgate.liveness"), 1);
+  EXPECT_EQ(healthStatus(daemon.channel(), "evgate.liveness"), 1);
   open.reset();
   const auto exit = daemon.process().wait(10s);
   ASSERT_TRUE(exit.has_value());
