@@ -73,19 +73,18 @@ std::unique_ptr<grpc::ClientContext> Connection::unaryContext() const {
   return context;
 }
 
-int Connection::report(const grpc::Status& status) const {
+int Connection::report(const grpc::Status& status, std::ostream& err) const {
   // A deadline that passes on a channel that never became ready is a gateway that is not there
   // (a blackholed address); on a ready channel it is a slow answer, which the gateway gave.
   const bool unreachable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                            (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
                             channel_->GetState(false) != GRPC_CHANNEL_READY);
   if (unreachable) {
-    std::cerr << "error: cannot reach the gateway at " << address_ << ": " << status.error_message()
-              << '\n';
+    err << "error: cannot reach the gateway at " << address_ << ": " << status.error_message()
+        << '\n';
     return 3;
   }
-  std::cerr << "error: " << statusCodeName(status.error_code()) << ": " << status.error_message()
-            << '\n';
+  err << "error: " << statusCodeName(status.error_code()) << ": " << status.error_message() << '\n';
   return 1;
 }
 

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "admin/status_code_name.h"
@@ -41,7 +42,7 @@ class Connection {
   // Prints a failed call's status on stderr and returns the exit code: 3 when the gateway
   // cannot be reached (UNAVAILABLE, or a deadline passed before the channel ever connected),
   // otherwise 1.
-  int report(const grpc::Status& status) const;
+  int report(const grpc::Status& status, std::ostream& err) const;
 
  private:
   std::string address_;

@@ -13,6 +13,7 @@
 #include "admin/cli/commands.h"
 #include "admin/cli/errors.h"
 #include "admin/cli/flags.h"
+#include "admin/cli/fleet.h"
 #include "admin/cli/output.h"
 #include "admin/cli/session.h"
 
@@ -24,14 +25,21 @@ constexpr int kUsageError = 2;
 constexpr const char* kFooter =
     "Environment: EVGATE_ADDRESS and EVGATE_TOKEN_FILE stand in for --address and --token-file\n"
     "(the flags win).\n"
+    "Several gateways: --address A --address B, or --fanout --address NAME:PORT for every\n"
+    "address NAME resolves to; one result per gateway, exit 0 only if all succeeded.\n"
     "Exit codes: 0 ok; 1 the gateway answered with an error; 2 usage error; 3 the gateway cannot\n"
     "be reached.";
 
 void addGlobalOptions(CLI::App& app, GlobalOptions& g) {
-  g.connection.address = "127.0.0.1:9901";
-  app.add_option("--address", g.connection.address, "The gateway's admin address, HOST:PORT")
+  app.add_option("--address", g.addresses,
+                 "The gateway's admin address, HOST:PORT; repeat it (or separate with commas) "
+                 "to run the command on each of several gateways")
       ->envname("EVGATE_ADDRESS")
+      ->delimiter(',')
       ->capture_default_str();
+  app.add_flag("--fanout", g.fanout,
+               "Resolve each --address name and run the command on every address it resolves to "
+               "(e.g. a Kubernetes headless Service); prints one result per gateway");
   app.add_option("--token-file", g.connection.tokenFile,
                  "A file holding the bearer token (trailing whitespace is dropped)")
       ->envname("EVGATE_TOKEN_FILE");
@@ -78,7 +86,21 @@ int run(int argc, char** argv) {
     return e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success) ? 0 : kUsageError;
   }
 
-  Output output(*parseFormat(globals.output), std::cout);
+  const Format format = *parseFormat(globals.output);
+  if (globals.addresses.size() > 1 || globals.fanout) {
+    if (app.got_subcommand("watch")) {
+      std::cerr << "error: watch follows one gateway: give one --address, without --fanout\n";
+      return kUsageError;
+    }
+    return runOnFleet(resolveFleet(globals.addresses, globals.fanout), globals, format, action,
+                      std::cout, std::cerr);
+  }
+  if (globals.addresses.empty()) {
+    std::cerr << "error: --address is empty\n";
+    return kUsageError;
+  }
+  globals.connection.address = globals.addresses.front();
+  Output output(format, std::cout);
   Session session(globals, output);
   try {
     action(session);
@@ -87,7 +109,7 @@ int run(int argc, char** argv) {
     std::cerr << "error: " << e.what() << '\n';
     return kUsageError;
   } catch (const RpcError& e) {
-    return session.connection().report(e.status());
+    return session.connection().report(e.status(), std::cerr);
   }
 }
 

@@ -89,7 +89,14 @@ std::string jsonToYaml(const std::string& json) {
   return std::string(out.c_str()) + "\n";
 }
 
+bool Output::collect(const google::protobuf::Message& message) {
+  if (collected_ == nullptr || format_ == Format::kTable) return false;
+  collected_->push_back(toJson(message, false));
+  return true;
+}
+
 void Output::print(const google::protobuf::Message& message, const TablePrinter& table) {
+  if (collect(message)) return;
   switch (format_) {
     case Format::kTable:
       table(out_);
@@ -105,6 +112,7 @@ void Output::print(const google::protobuf::Message& message, const TablePrinter&
 }
 
 void Output::printStreamed(const google::protobuf::Message& message, const TablePrinter& line) {
+  if (collect(message)) return;
   switch (format_) {
     case Format::kTable:
       line(out_);

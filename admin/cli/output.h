@@ -15,6 +15,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace evgate::admin::cli {
 
@@ -28,6 +29,10 @@ class Output {
   using TablePrinter = std::function<void(std::ostream&)>;
 
   Output(Format format, std::ostream& out) : format_(format), out_(out) {}
+  // For a fleet command: json and yaml results are kept as compact JSON values in `collected`
+  // (one per message) for the caller to print per gateway; tables still go to `out`.
+  Output(Format format, std::ostream& out, std::vector<std::string>* collected)
+      : format_(format), out_(out), collected_(collected) {}
 
   Format format() const { return format_; }
 
@@ -38,8 +43,12 @@ class Output {
   void printStreamed(const google::protobuf::Message& message, const TablePrinter& line);
 
  private:
+  // True when `message` went to collected_ instead of out_.
+  bool collect(const google::protobuf::Message& message);
+
   Format format_;
   std::ostream& out_;
+  std::vector<std::string>* collected_ = nullptr;
 };
 
 // `message` in protobuf's JSON mapping with proto field names and every field; `multiline`

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "admin/cli/connection.h"
 #include "admin/cli/errors.h"
@@ -16,7 +17,11 @@ namespace evgate::admin::cli {
 
 // The flags before or after any command.
 struct GlobalOptions {
-  ConnectionOptions connection;
+  ConnectionOptions connection;  // its address: the one gateway a session talks to
+  // --address as given (repeated, or comma-separated in EVGATE_ADDRESS); more than one, or
+  // --fanout, makes the command a fleet command (fleet.h).
+  std::vector<std::string> addresses{"127.0.0.1:9901"};
+  bool fanout = false;
   std::string timeout = "10s";  // text; becomes connection.timeout
   std::string output = "table";
 };

@@ -490,6 +490,113 @@ TEST_F(EvgatectlTest, CloseAllPrintsProgress) {
                                                                        validate_only: true)pb"));
 }
 
+// Fleet control: one command, several gateways, a result for each, and an exit code that is not
+// zero when any of them failed.
+class EvgatectlFleetTest : public EvgatectlTest {
+ protected:
+  void SetUp() override {
+    EvgatectlTest::SetUp();
+    ASSERT_TRUE(second_.start());
+  }
+  FakeAdmin second_;
+};
+
+TEST_F(EvgatectlFleetTest, RepeatedAddressAppliesTheChangeToEachAndPrintsEachResult) {
+  v1::Listener created;
+  created.set_name("web");
+  created.set_bind("0.0.0.0:8080");
+  created.set_cluster("backends");
+  fake_.answer("CreateListener", created);
+  second_.answer("CreateListener", created);
+  const CtlResult r =
+      runCtl({"--address", fake_.address(), "--address", second_.address(), "listener", "create",
+              "web", "--bind", "0.0.0.0:8080", "--cluster", "backends"});
+  EXPECT_EQ(r.code, 0) << r;
+  ASSERT_EQ(fake_.calls("CreateListener").size(), 1u);
+  ASSERT_EQ(second_.calls("CreateListener").size(), 1u);
+  // Results in the order given, each under its gateway's address.
+  const size_t first = r.out.find("== " + fake_.address() + ": ok\n");
+  const size_t second = r.out.find("== " + second_.address() + ": ok\n");
+  ASSERT_NE(first, std::string::npos) << r;
+  ASSERT_NE(second, std::string::npos) << r;
+  EXPECT_LT(first, second) << r;
+  EXPECT_EQ(r.err, "2 of 2 gateways ok\n");
+}
+
+TEST_F(EvgatectlFleetTest, OneFailingGatewayMakesTheExitCodeItsOwn) {
+  fake_.answer("GetStatus", textProto<v1::Status>(kStatus));
+  second_.fail("GetStatus", grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "read-only token"));
+  CtlResult r = runCtl({"--address", fake_.address() + "," + second_.address(), "status"});
+  EXPECT_EQ(r.code, 1) << r;
+  EXPECT_NE(r.out.find("== " + second_.address() +
+                       ": failed (exit 1)\nerror: PERMISSION_DENIED: "
+                       "read-only token\n"),
+            std::string::npos)
+      << r;
+  EXPECT_EQ(r.err, "1 of 2 gateways ok, 1 failed\n");
+
+  // An unreachable one outranks a refusal: exit 3.
+  const std::string refused = refusedAddress();
+  r = runCtl({"--address", second_.address(), "--address", refused, "--timeout", "2s", "status"});
+  EXPECT_EQ(r.code, 3) << r;
+  EXPECT_NE(r.out.find("== " + refused + ": failed (exit 3)\nerror: cannot reach the gateway at " +
+                       refused),
+            std::string::npos)
+      << r;
+}
+
+TEST_F(EvgatectlFleetTest, JsonIsOneObjectPerGatewayWithTheResults) {
+  fake_.answer("GetStatus", textProto<v1::Status>(kStatus));
+  second_.fail("GetStatus", grpc::Status(grpc::StatusCode::INTERNAL, "boom"));
+  const CtlResult r = runCtl(
+      {"-o", "json", "--address", fake_.address(), "--address", second_.address(), "status"});
+  EXPECT_EQ(r.code, 1) << r;
+  std::istringstream lines(r.out);
+  std::vector<YAML::Node> objects;
+  for (std::string line; std::getline(lines, line);) objects.push_back(YAML::Load(line));
+  ASSERT_EQ(objects.size(), 2u) << r;
+  EXPECT_EQ(objects[0]["target"].as<std::string>(), fake_.address());
+  EXPECT_TRUE(objects[0]["ok"].as<bool>());
+  EXPECT_EQ(objects[0]["exit_code"].as<int>(), 0);
+  ASSERT_EQ(objects[0]["results"].size(), 1u);
+  EXPECT_EQ(objects[0]["results"][0]["workers"].as<int>(), 4);
+  EXPECT_EQ(objects[0]["results"][0]["config_file"].as<std::string>(), "/etc/evgate/evgate.yaml");
+  EXPECT_FALSE(objects[1]["ok"].as<bool>());
+  EXPECT_EQ(objects[1]["exit_code"].as<int>(), 1);
+  EXPECT_EQ(objects[1]["results"].size(), 0u);
+  EXPECT_EQ(objects[1]["error"].as<std::string>(), "INTERNAL: boom");
+}
+
+TEST_F(EvgatectlFleetTest, FanoutResolvesEachNameAndDropsDuplicates) {
+  fake_.answer("GetStatus", textProto<v1::Status>(kStatus));
+  // A numeric name resolves to itself; given twice, it is called once.
+  CtlResult r =
+      runCtl({"--fanout", "--address", fake_.address(), "--address", fake_.address(), "status"});
+  EXPECT_EQ(r.code, 0) << r;
+  EXPECT_EQ(fake_.calls("GetStatus").size(), 1u);
+  EXPECT_EQ(r.err, "1 of 1 gateways ok\n");
+  // A name that does not resolve fails as unreachable, without a call; the others still run.
+  r = runCtl({"--fanout", "--address", "no-such-gateway.invalid:9901", "--address",
+              second_.address(), "status"});
+  EXPECT_EQ(r.code, 3) << r;
+  EXPECT_NE(r.out.find("== no-such-gateway.invalid:9901: failed (exit 3)\nerror: cannot resolve "
+                       "no-such-gateway.invalid: "),
+            std::string::npos)
+      << r;
+  EXPECT_NE(r.out.find("== " + second_.address() + ": ok"), std::string::npos) << r;
+  r = runCtl({"--fanout", "--address", "no-port", "status"});
+  EXPECT_EQ(r.code, 3) << r;
+  EXPECT_NE(r.out.find("--fanout needs HOST:PORT, got \"no-port\""), std::string::npos) << r;
+}
+
+TEST_F(EvgatectlFleetTest, WatchTakesOneGateway) {
+  const CtlResult r =
+      runCtl({"--address", fake_.address(), "--address", second_.address(), "watch"});
+  EXPECT_EQ(r.code, 2) << r;
+  EXPECT_EQ(r.err, "error: watch follows one gateway: give one --address, without --fanout\n");
+  EXPECT_EQ(fake_.calls("Watch").size(), 0u);
+}
+
 TEST(EvgatectlCompletion, BashScriptCompletesCommandsAndFlags) {
   const CtlResult script = runCtl("completion bash");
   ASSERT_EQ(script.code, 0) << script;
