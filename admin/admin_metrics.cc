@@ -103,7 +103,8 @@ std::vector<prometheus::MetricFamily> AdminMetrics::Collect() const {
               "Unix time of the last applied configuration change.")
       .add({}, lastChangeSeconds_.load(kRelaxed))
       .moveTo(out);
-  counterFamily("evgate_config_reloads_total", "Configuration file reloads (SIGHUP), by result.")
+  counterFamily("evgate_config_reloads_total",
+                "Configuration file reloads (SIGHUP or a change of the file), by result.")
       .add({{"result", "success"}}, static_cast<double>(reloadSuccesses_.load(kRelaxed)))
       .add({{"result", "failure"}}, static_cast<double>(reloadFailures_.load(kRelaxed)))
       .moveTo(out);
