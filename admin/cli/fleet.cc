@@ -4,12 +4,12 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <future>
 #include <sstream>
 
 #include "admin/cli/errors.h"
+#include "gateway/log.h"
 #include "reactor/socket_address.h"
 
 namespace evgate::admin::cli {
@@ -27,32 +27,6 @@ struct TargetResult {
   std::vector<std::string> results;  // json/yaml: each printed message as compact JSON
   std::string error;                 // what failed, without the "error: " prefix
 };
-
-std::string jsonString(const std::string& text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 std::string withoutErrorPrefix(std::string text) {
   while (!text.empty() && text.back() == '\n') text.pop_back();
@@ -98,14 +72,14 @@ void printResult(const FleetTarget& target, const TargetResult& result, Format f
     if (!ok) out << "error: " << result.error << '\n';
     return;
   }
-  std::string json = "{\"target\":" + jsonString(target.address) +
+  std::string json = "{\"target\":" + gateway::jsonQuote(target.address) +
                      ",\"ok\":" + (ok ? "true" : "false") +
                      ",\"exit_code\":" + std::to_string(result.exitCode) + ",\"results\":[";
   for (size_t i = 0; i < result.results.size(); ++i) {
     json += (i == 0 ? "" : ",") + result.results[i];
   }
   json += "]";
-  if (!ok) json += ",\"error\":" + jsonString(result.error);
+  if (!ok) json += ",\"error\":" + gateway::jsonQuote(result.error);
   json += "}";
   if (format == Format::kJson) {
     out << json << '\n';
