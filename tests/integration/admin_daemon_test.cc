@@ -182,7 +182,7 @@ TEST(AdminDaemonTest, TheHealthAddressAnswersProbesWithoutCredentialsAndOnlyThem
   open.reset();
   const auto exit = daemon.process().wait(10s);
   ASSERT_TRUE(exit.has_value());
-  EXPECT_EQ(exit->code(), 0);
+  EXPECT_EQ(exit->code(), 0) << daemon.output();
 }
 
 TEST(AdminDaemonTest, ARestartBringsBackEveryApiChangeFromTheStateFile) {
