@@ -34,8 +34,7 @@ constexpr uid_t kEvgateUid = 10001;
 // podman with the flags and configuration this machine needs; `args` follow.
 class Podman {
  public:
-  explicit Podman(const std::string& containersConf)
-      : env_{"CONTAINERS_CONF=" + containersConf} {}
+  explicit Podman(const std::string& containersConf) : env_{"CONTAINERS_CONF=" + containersConf} {}
 
   std::vector<std::string> command(const std::vector<std::string>& args) const {
     std::vector<std::string> all{PODMAN_BINARY, "--runtime", "runc", "--cgroup-manager=cgroupfs"};
@@ -114,22 +113,23 @@ TEST(ContainerImage, RunsReadOnlyAsNonRootRelaysAndStopsCleanly) {
             "metrics: { address: 127.0.0.1:0 }\n"
             "clusters:\n"
             "  - name: echo\n"
-            "    endpoints: [ \"" + backend.address() + "\" ]\n"
-            "    connect_timeout: 2s\n"
-            "listeners:\n"
-            "  - name: web\n"
-            "    bind: 127.0.0.1:0\n"
-            "    cluster: echo\n");
+            "    endpoints: [ \"" +
+                backend.address() +
+                "\" ]\n"
+                "    connect_timeout: 2s\n"
+                "listeners:\n"
+                "  - name: web\n"
+                "    bind: 127.0.0.1:0\n"
+                "    cluster: echo\n");
   ASSERT_EQ(::chmod((configDir + "/evgate.yaml").c_str(), 0644), 0);
 
   const std::string name = "evgate-test-" + std::to_string(::getpid()) + "-" +
                            std::to_string(Clock::now().time_since_epoch().count() % 1000000);
   const ContainerGuard guard(podman, name);
   // The image's own ENTRYPOINT, CMD and USER: nothing here overrides them.
-  Process container(podman.command({"run", "--rm", "--name", name, "--network=host",
-                                     "--read-only", "--read-only-tmpfs=false",
-                                     "-v", configDir + ":/etc/evgate:ro",
-                                     "-v", stateDir + ":/var/lib/evgate", EVGATE_TEST_IMAGE}),
+  Process container(podman.command({"run", "--rm", "--name", name, "--network=host", "--read-only",
+                                    "--read-only-tmpfs=false", "-v", configDir + ":/etc/evgate:ro",
+                                    "-v", stateDir + ":/var/lib/evgate", EVGATE_TEST_IMAGE}),
                     podman.env());
   ASSERT_TRUE(container.started()) << container.error();
 
@@ -191,8 +191,7 @@ TEST(ContainerImage, RunsReadOnlyAsNonRootRelaysAndStopsCleanly) {
 
   // The Prometheus endpoint, with the flow just relayed counted.
   {
-    const HttpResponse page =
-        httpGet(static_cast<uint16_t>(std::stoi((*metrics)[1])), "/metrics");
+    const HttpResponse page = httpGet(static_cast<uint16_t>(std::stoi((*metrics)[1])), "/metrics");
     ASSERT_TRUE(page.ok()) << page.error;
     EXPECT_EQ(page.status, 200);
     EXPECT_NE(page.body.find("evgate_"), std::string::npos) << page.body.substr(0, 2000);
