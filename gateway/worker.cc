@@ -282,7 +282,7 @@ void Worker::onFlowClosed(Flow& flow) {
   }
   flows_.erase(it);
   flowCount_.store(flows_.size(), std::memory_order_relaxed);
-  accessLog_.write(accessLogLine(flow, std::chrono::system_clock::now()));
+  if (accessLog_.enabled()) accessLog_.write(accessLogLine(flow, std::chrono::system_clock::now()));
   if (notices_ != nullptr && notices_->wantsFlowNotices()) {
     publishFlowNotice(Notice::Type::kFlowClosed, ended);
   }

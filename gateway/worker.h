@@ -34,6 +34,8 @@ class AccessLog {
   AccessLog& operator=(const AccessLog&) = delete;
   // Empty if the log is usable, else what went wrong (e.g. the file cannot be opened).
   const std::string& error() const { return error_; }
+  // Whether write() goes anywhere: callers skip formatting a line nobody will read.
+  bool enabled() const { return fd_ >= 0; }
   void write(const std::string& line) const;
 
  private:
