@@ -1,6 +1,8 @@
 #include "gateway/flow.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cassert>
@@ -16,11 +18,16 @@
 namespace evgate::gateway {
 namespace {
 
-using reactor::BufferEvent;
+// Each side's socket: both directions, edge-triggered, so that it is registered once and
+// backpressure or a full socket never costs an epoll_ctl.
+// kClosed (EPOLLRDHUP) tells that a FIN is queued behind the bytes: a short read then does not
+// mean the socket is empty, the EOF is still to be read, and no further edge would announce it.
+constexpr reactor::EventMask kIoEvents = reactor::kRead | reactor::kWrite | reactor::kClosed |
+                                         reactor::kPersist | reactor::kEdgeTriggered;
 
-// A write syscall may take the whole output at once: it never adds memory, and fewer calls move
-// the same bytes.
-constexpr size_t kMinSingleWrite = size_t{256} * 1024;
+// Reads one socket at most this often per wake-up before letting other flows run; the rest is
+// read on the next pass of the loop (the event is re-activated, not re-polled).
+constexpr int kMaxReadsPerWake = 4;
 
 Duration lifetimeJitter(Duration jitter) {
   if (jitter <= Duration::zero()) return Duration::zero();
@@ -34,6 +41,42 @@ void armReset(int fd) {
   if (fd < 0) return;
   const linger lg{1, 0};
   (void)::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+// Where a chunk lands between its read and its send when the other side's output is empty: one
+// per worker thread, reused by every flow of that loop (a loop runs one callback at a time).
+char* scratch() {
+  thread_local const std::unique_ptr<char[]> buffer(new char[Flow::kMaxSingleRead]);
+  return buffer.get();
+}
+
+ssize_t readSome(int fd, char* data, size_t n) {
+  ssize_t got;
+  do {
+    got = ::read(fd, data, n);
+  } while (got < 0 && errno == EINTR);
+  return got;
+}
+
+ssize_t sendSome(int fd, const char* data, size_t n) {
+  ssize_t sent;
+  do {
+    sent = ::send(fd, data, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (sent < 0 && errno == EINTR);
+  return sent;
+}
+
+bool retriable(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+
+// A connect finished (1), still going (0) or failed (-1, errno set): what SO_ERROR says.
+int connectOutcome(int fd) {
+  int err = 0;
+  socklen_t length = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &length) < 0) return -1;
+  if (err == 0) return 1;
+  if (err == EINPROGRESS || err == EINTR) return 0;
+  errno = err;
+  return -1;
 }
 
 }  // namespace
@@ -59,110 +102,91 @@ Flow::Flow(reactor::EventBase& base, uint64_t id, int clientFd,
       startTime_(base.now()),
       startWallTime_(std::chrono::system_clock::now()),
       lastActivity_(startTime_),
+      peers_{Peer(base), Peer(base)},
       timer_(base, onTimer, this) {
-  timer_.setLabel("flow " + std::to_string(id) + " timer");
+  const std::string prefix = "flow " + std::to_string(id);
+  timer_.setLabel(prefix + " timer");
+  peers_[kClient].io.setLabel(prefix + " client");
+  peers_[kUpstream].io.setLabel(prefix + " upstream");
   if (settings.maxLifetime && *settings.maxLifetime > Duration::zero()) {
     lifetimeDeadline_ =
         startTime_ + *settings.maxLifetime + lifetimeJitter(settings.maxLifetimeJitter);
   }
-  auto& bev = peers_[kClient].bev;
-  bev = BufferEvent::create(base, clientFd, BufferEvent::kCloseOnFree);
-  bev->setLabel("flow " + std::to_string(id) + " client");
-  bev->setCallbacks(onRead, onWrite, onEvent, this);
-  // The read high watermark holds the client's early bytes to bufferLimit while connecting;
-  // once connected, the input is emptied after every read and the watermark never bites.
-  bev->setWatermark(reactor::kRead, 0, limit_);
-  bev->setWatermark(reactor::kWrite, limit_ / 2, 0);
-  bev->setMaxSingleRead(std::min(kMaxSingleRead, limit_));
-  bev->setMaxSingleWrite(std::max(kMinSingleWrite, limit_));
   if (settings.acceptProxyProtocol) {
     awaitingProxyHeader_ = true;
     if (settings.proxyProtocolTimeout > Duration::zero()) {
       proxyDeadline_ = startTime_ + settings.proxyProtocolTimeout;
     }
-    // Room for the largest header even with a tiny bufferLimit, so that the parser can decide.
-    const size_t headerRoom = std::max(limit_, kProxyMaxLength);
-    bev->setWatermark(reactor::kRead, 0, headerRoom);
-    bev->setMaxSingleRead(std::min(kMaxSingleRead, headerRoom));
   }
-  bev->enable(reactor::kRead);
-  // The first connect runs from the loop, so that start() never calls the observer.
+  peers_[kClient].connected = true;
+  // accept4() made it non-blocking; a refusal by epoll is reported from the loop, as the first
+  // connect is: start() never calls the observer.
+  clientRefused_ = !attach(kClient, clientFd);
   timer_.activate(reactor::kTimeout);
 }
 
 Flow::~Flow() = default;
 
 size_t Flow::bufferedBytes() const {
-  size_t total = 0;
-  for (const Peer& p : peers_) {
-    if (p.bev) total += p.bev->input().length() + p.bev->output().length();
-  }
-  return total;
+  return peers_[kClient].out.length() + peers_[kUpstream].out.length();
 }
 
-Flow::Side Flow::sideOf(const BufferEvent& bev) const {
-  return &bev == peers_[kClient].bev.get() ? kClient : kUpstream;
+bool Flow::attach(Side side, int fd) {
+  Peer& p = peers_[side];
+  p.fd = fd;
+  p.readable = false;
+  p.finQueued = false;
+  p.writable = true;
+  p.io.assign(fd, kIoEvents, side == kClient ? onClientIo : onUpstreamIo, this);
+  return p.io.add() == 0;
 }
 
 // ---- callbacks ---------------------------------------------------------------------------------
 
-void Flow::onRead(BufferEvent& bev, void* arg) {
-  auto* self = static_cast<Flow*>(arg);
-  const Side side = self->sideOf(bev);
-  if (side == kClient && self->awaitingProxyHeader_) {
-    self->readProxyHeader(false);
-    return;
-  }
-  self->relay(side);
+void Flow::onClientIo(int, reactor::EventMask what, void* arg) {
+  static_cast<Flow*>(arg)->handleIo(kClient, what);
 }
 
-void Flow::onWrite(BufferEvent& bev, void* arg) {
-  auto* self = static_cast<Flow*>(arg);
-  self->drained(self->sideOf(bev));
-}
-
-void Flow::onEvent(BufferEvent& bev, short what, void* arg) {
-  auto* self = static_cast<Flow*>(arg);
-  const Side side = self->sideOf(bev);
-  if ((what & BufferEvent::kConnected) != 0) {
-    self->connected();
-    return;
-  }
-  if (side == kClient && self->awaitingProxyHeader_) {
-    if ((what & BufferEvent::kEof) != 0 && (what & BufferEvent::kReading) != 0) {
-      self->readProxyHeader(true);
-    } else {
-      self->close(CloseReason::kClientReset);
-    }
-    return;
-  }
-  if (side == kUpstream && self->state_ == State::kConnecting) {
-    // A connect that failed (refused, unreachable): try the next endpoint.
-    self->connectFailed(bev.socketError() == ECONNREFUSED ? stats::ConnectResult::kRefused
-                                                          : stats::ConnectResult::kError);
-    return;
-  }
-  if ((what & BufferEvent::kEof) != 0 && (what & BufferEvent::kReading) != 0) {
-    self->peerEof(side);
-    return;
-  }
-  // A read or write error (ECONNRESET, EPIPE, ...), or a write that made no progress.
-  self->close(side == kClient ? CloseReason::kClientReset : CloseReason::kUpstreamReset);
+void Flow::onUpstreamIo(int, reactor::EventMask what, void* arg) {
+  static_cast<Flow*>(arg)->handleIo(kUpstream, what);
 }
 
 void Flow::onTimer(int, reactor::EventMask, void* arg) { static_cast<Flow*>(arg)->handleTimer(); }
 
+// An edge on one side's socket. Write first: a connect finishing, or room for a queued output,
+// can unblock the reads that follow.
+void Flow::handleIo(Side side, reactor::EventMask what) {
+  if (state_ == State::kClosed) return;
+  Peer& p = peers_[side];
+  if ((what & reactor::kWrite) != 0) {
+    p.writable = true;
+    if (!p.connected) {
+      finishConnect();
+      if (state_ == State::kClosed || !p.connected) return;
+    } else {
+      flush(side);
+      if (state_ == State::kClosed) return;
+    }
+  }
+  if ((what & reactor::kClosed) != 0) p.finQueued = true;
+  if ((what & (reactor::kRead | reactor::kClosed)) != 0) {
+    p.readable = true;
+    pump(side);
+  }
+}
+
 // ---- PROXY protocol ----------------------------------------------------------------------------
 
-// The client's input may hold a PROXY header (`eof`: and the client has sent all it will).
+// The upstream's output holds what the client sent so far, which may start with a PROXY header
+// (`eof`: and the client has sent all it will).
 void Flow::readProxyHeader(bool eof) {
-  BufferEvent& bev = *peers_[kClient].bev;
+  reactor::Buffer& input = peers_[kUpstream].out;
   ProxyHeader header;
   std::string error;
-  switch (parseProxyHeader(bev.input(), header, error)) {
+  switch (parseProxyHeader(input, header, error)) {
     case ProxyParse::kNeedMore:
       // A client that closes without sending anything is a plain EOF (a port probe).
-      if (eof) close(bev.input().empty() ? CloseReason::kClientEof : CloseReason::kProxyProtocol);
+      if (eof) close(input.empty() ? CloseReason::kClientEof : CloseReason::kProxyProtocol);
       return;
     case ProxyParse::kInvalid:
       close(CloseReason::kProxyProtocol);
@@ -174,10 +198,12 @@ void Flow::readProxyHeader(bool eof) {
   proxyDeadline_.reset();
   if (header.source) client_ = *header.source;
   proxyDestination_ = header.destination;
-  bev.input().drain(header.length);
-  bev.setWatermark(reactor::kRead, 0, limit_);
-  bev.setMaxSingleRead(std::min(kMaxSingleRead, limit_));
-  lastActivity_ = base_.now();
+  input.drain(header.length);
+  countRelayed(kClient, input.length());
+  if (input.length() >= limit_ && !peers_[kClient].paused) {
+    peers_[kClient].paused = true;
+    pauseStarted(kClient);
+  }
   if (eof) peerEof(kClient);
   if (state_ != State::kClosed) connectNext();
 }
@@ -196,17 +222,22 @@ void Flow::connectNext() {
     return;
   }
   tried_.push_back(*endpoint);
-  auto& bev = peers_[kUpstream].bev;
-  bev = BufferEvent::create(base_, -1, BufferEvent::kCloseOnFree);
-  bev->setLabel("flow " + std::to_string(id_) + " upstream");
-  bev->setCallbacks(onRead, onWrite, onEvent, this);
-  bev->setWatermark(reactor::kRead, 0, limit_);
-  bev->setWatermark(reactor::kWrite, limit_ / 2, 0);
-  bev->setMaxSingleRead(std::min(kMaxSingleRead, limit_));
-  bev->setMaxSingleWrite(std::max(kMinSingleWrite, limit_));
   connectStart_ = base_.now();
-  if (bev->connect(endpoint->data(), endpoint->length()) < 0) {
-    // Failed at once (no route, no socket): nothing will be reported; count it as an attempt.
+  const int fd = ::socket(endpoint->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    // No socket (fd limit): nothing will be reported; count it as an attempt.
+    connectFailed(stats::ConnectResult::kError);
+    return;
+  }
+  if (::connect(fd, endpoint->data(), endpoint->length()) != 0 && errno != EINPROGRESS &&
+      errno != EINTR) {
+    const bool refused = errno == ECONNREFUSED;
+    ::close(fd);
+    connectFailed(refused ? stats::ConnectResult::kRefused : stats::ConnectResult::kError);
+    return;
+  }
+  // The write edge (or an error) tells when the connect is over.
+  if (!attach(kUpstream, fd)) {
     connectFailed(stats::ConnectResult::kError);
     return;
   }
@@ -219,9 +250,25 @@ void Flow::connectNext() {
   scheduleTimer();
 }
 
+void Flow::finishConnect() {
+  const int outcome = connectOutcome(peers_[kUpstream].fd);
+  if (outcome == 0) return;
+  if (outcome < 0) {
+    connectFailed(errno == ECONNREFUSED ? stats::ConnectResult::kRefused
+                                        : stats::ConnectResult::kError);
+    return;
+  }
+  connected();
+}
+
 void Flow::connectFailed(stats::ConnectResult result) {
   picker_.onConnectResult(tried_.back(), result, base_.now() - connectStart_);
-  peers_[kUpstream].bev.reset();
+  Peer& up = peers_[kUpstream];
+  if (up.fd >= 0) {
+    up.io.del();
+    ::close(up.fd);
+    up.fd = -1;
+  }
   connectDeadline_.reset();
   connectNext();
 }
@@ -232,71 +279,150 @@ void Flow::connected() {
   connectDeadline_.reset();
   state_ = firstEof_ == CloseReason::kNone ? State::kEstablished : State::kHalfClosed;
   lastActivity_ = base_.now();
-  peers_[kUpstream].bev->enable(reactor::kRead);
+  Peer& up = peers_[kUpstream];
+  up.connected = true;
   const ProxyProtocol send = picker_.sendProxyProtocol();
   if (send != ProxyProtocol::kNone) {
     std::optional<reactor::SocketAddress> destination = proxyDestination_;
-    if (!destination) destination = reactor::SocketAddress::localOf(peers_[kClient].bev->fd());
+    if (!destination) destination = reactor::SocketAddress::localOf(peers_[kClient].fd);
     const reactor::SocketAddress dst = destination.value_or(reactor::SocketAddress());
     const std::string header =
         send == ProxyProtocol::kV1 ? encodeProxyV1(client_, dst) : encodeProxyV2(client_, dst);
-    peers_[kUpstream].bev->write(header.data(), header.size());
+    // Ahead of the client's early bytes, which wait in the output already.
+    up.out.prepend(header.data(), header.size());
   }
-  // The client's early bytes, then its EOF if it came while connecting.
-  relay(kClient);
-  if (peers_[kUpstream].shutdownPending) sendShutdown(kUpstream);
+  // The client's early bytes (and its EOF, if it came while connecting), then whatever more the
+  // client has sent meanwhile.
+  flush(kUpstream);
+  if (state_ == State::kClosed) return;
+  if (up.out.empty() && up.shutdownPending) sendShutdown(kUpstream);
+  if (state_ == State::kClosed) return;
+  if (peers_[kClient].readable) pump(kClient);
   if (state_ != State::kClosed) scheduleTimer();
 }
 
 // ---- relaying ----------------------------------------------------------------------------------
 
-void Flow::relay(Side from) {
-  if (state_ == State::kConnecting || state_ == State::kClosed) return;
-  BufferEvent& src = *peers_[from].bev;
-  const size_t n = src.input().length();
+void Flow::pump(Side from) {
+  Peer& src = peers_[from];
+  Peer& dst = peers_[other(from)];
+  // Before the PROXY header is parsed the client's bytes are read for the parser, which may need
+  // more than bufferLimit to decide.
+  const size_t readLimit = awaitingProxyHeader_ ? std::max(limit_, kProxyMaxLength) : limit_;
+  for (int reads = 0; src.readable && !src.eof && !src.paused; ++reads) {
+    if (reads == kMaxReadsPerWake) {
+      // Fairness: the rest waits for the next pass, without asking epoll again.
+      src.io.activate(reactor::kRead);
+      return;
+    }
+    const size_t queued = dst.out.length();
+    if (queued >= readLimit) {
+      src.paused = true;
+      pauseStarted(from);
+      return;
+    }
+    const size_t want = std::min(kMaxSingleRead, readLimit - queued);
+    // The common case: nothing queued towards a connected, writable peer. The bytes go through
+    // the scratch buffer straight to the other socket.
+    const bool through = queued == 0 && dst.connected && dst.writable && !awaitingProxyHeader_;
+    const ssize_t n = through ? readSome(src.fd, scratch(), want) : dst.out.readFrom(src.fd, want);
+    if (n == 0) {
+      src.readable = false;
+      if (awaitingProxyHeader_) {
+        readProxyHeader(true);
+      } else {
+        peerEof(from);
+      }
+      return;
+    }
+    if (n < 0) {
+      src.readable = false;
+      if (!retriable(errno)) sideFailed(from);
+      return;
+    }
+    const auto got = static_cast<size_t>(n);
+    // A short read emptied the socket (unless a FIN waits behind it); the next edge says when
+    // there is more.
+    if (got < want && !src.finQueued) src.readable = false;
+    lastActivity_ = base_.now();
+    if (awaitingProxyHeader_) {
+      readProxyHeader(false);
+      if (state_ == State::kClosed) return;
+      if (awaitingProxyHeader_) continue;
+      // The header is parsed and the first connect started: the rest waits for it.
+      return;
+    }
+    countRelayed(from, got);
+    if (through) {
+      sendThrough(other(from), scratch(), got);
+    } else if (dst.connected) {
+      flush(other(from));
+    }
+    if (state_ == State::kClosed) return;
+  }
+}
+
+void Flow::countRelayed(Side from, size_t n) {
   if (n == 0) return;
-  // Relinks the input's chunks onto the other side's output: no byte is copied.
-  peers_[other(from)].bev->write(src.input());
   (from == kClient ? bytesFromClient_ : bytesFromUpstream_) += n;
   if (settings_.counters != nullptr) settings_.counters->bytes[from].add(n);
-  lastActivity_ = base_.now();
-  gateReading(from);
 }
 
-// Reading from `from` is allowed only while the other side's output is below the limit, and each
-// read takes no more than the room left: that output never passes the limit.
-void Flow::gateReading(Side from) {
-  Peer& src = peers_[from];
-  const size_t queued = peers_[other(from)].bev->output().length();
-  if (queued >= limit_) {
-    if (!src.paused) {
-      src.paused = true;
-      src.bev->disable(reactor::kRead);
-      pauseStarted(from);
-    }
+void Flow::sendThrough(Side to, const char* data, size_t n) {
+  Peer& p = peers_[to];
+  const ssize_t sent = sendSome(p.fd, data, n);
+  size_t taken = 0;
+  if (sent >= 0) {
+    taken = static_cast<size_t>(sent);
+  } else if (!retriable(errno)) {
+    sideFailed(to);
     return;
   }
-  src.bev->setMaxSingleRead(std::min(kMaxSingleRead, limit_ - queued));
+  if (taken < n) {
+    // The socket is full: keep the rest until its next write edge.
+    p.writable = false;
+    p.out.append(data + taken, n - taken);
+  }
 }
 
-// `to`'s output drained to its low watermark (limit / 2) or below.
+void Flow::flush(Side to) {
+  Peer& p = peers_[to];
+  if (!p.out.empty() && p.writable) {
+    const ssize_t n = p.out.writeTo(p.fd);
+    if (n < 0) {
+      if (!retriable(errno)) {
+        sideFailed(to);
+        return;
+      }
+      p.writable = false;
+    } else if (!p.out.empty()) {
+      p.writable = false;
+    }
+    if (n > 0) drained(to);
+  } else if (p.out.empty()) {
+    drained(to);
+  }
+}
+
 void Flow::drained(Side to) {
   if (state_ == State::kClosed) return;
-  lastActivity_ = base_.now();
+  Peer& p = peers_[to];
   Peer& src = peers_[other(to)];
+  if (p.out.length() > limit_ / 2) return;
+  lastActivity_ = base_.now();
   // The output drained below the limit: backpressure on `src` is over (even if `src` has
   // already sent EOF and will not be read again).
   pauseEnded(other(to));
-  if (src.paused && !src.eof && state_ != State::kConnecting) {
+  if (src.paused) {
     src.paused = false;
-    gateReading(other(to));
-    if (!src.paused) {
-      src.bev->enable(reactor::kRead);
-    } else {
-      pauseStarted(other(to));
-    }
+    // Bytes may have been waiting in its socket all along; read them on this pass.
+    if (src.readable && !src.eof) src.io.activate(reactor::kRead);
   }
-  if (peers_[to].shutdownPending) sendShutdown(to);
+  if (p.out.empty() && p.shutdownPending) sendShutdown(to);
+}
+
+void Flow::sideFailed(Side side) {
+  close(side == kClient ? CloseReason::kClientReset : CloseReason::kUpstreamReset);
 }
 
 // ---- half-close --------------------------------------------------------------------------------
@@ -310,7 +436,6 @@ void Flow::peerEof(Side side) {
     }
     if (state_ == State::kEstablished) state_ = State::kHalfClosed;
   }
-  relay(side);
   sendShutdown(other(side));
   if (state_ != State::kClosed) scheduleTimer();
 }
@@ -319,14 +444,18 @@ void Flow::peerEof(Side side) {
 void Flow::sendShutdown(Side to) {
   Peer& p = peers_[to];
   if (p.shutdownSent) return;
-  if ((to == kUpstream && state_ == State::kConnecting) || !p.bev->output().empty()) {
+  if (!p.connected || !p.out.empty()) {
     p.shutdownPending = true;
     return;
   }
   p.shutdownPending = false;
   p.shutdownSent = true;
-  // ENOTCONN after the peer reset: the error surfaces on the next read or write.
-  (void)::shutdown(p.bev->fd(), SHUT_WR);
+  // When `to` has ended its own direction too, the flow is over and close() sends the FIN.
+  const bool last = p.eof;
+  if (!last) {
+    // ENOTCONN after the peer reset: the error surfaces on the next read or write.
+    (void)::shutdown(p.fd, SHUT_WR);
+  }
   checkFinished();
 }
 
@@ -340,6 +469,10 @@ void Flow::checkFinished() {
 
 void Flow::handleTimer() {
   armedDeadline_.reset();
+  if (clientRefused_) {
+    close(CloseReason::kClientReset);
+    return;
+  }
   if (state_ == State::kConnecting && tried_.empty() && !awaitingProxyHeader_) {
     connectNext();
     return;
@@ -417,9 +550,14 @@ void Flow::close(CloseReason reason) {
 
 void Flow::closeSide(Side side, bool peerReset) {
   Peer& p = peers_[side];
-  if (!p.bev) return;
-  if (peerReset || !p.bev->output().empty()) armReset(p.bev->fd());
-  p.bev.reset();
+  if (p.fd >= 0) {
+    if (peerReset || !p.out.empty()) armReset(p.fd);
+    p.io.del();
+    ::close(p.fd);
+    p.fd = -1;
+  }
+  // Nothing more will be sent (or, never connected, nothing was): the memory goes back now.
+  p.out.clear();
 }
 
 void Flow::pauseStarted(Side from) {

@@ -13,7 +13,7 @@
 #include "gateway/close_reason.h"
 #include "gateway/config/config.h"
 #include "gateway/stats.h"
-#include "reactor/buffer_event.h"
+#include "reactor/buffer.h"
 #include "reactor/clock.h"
 #include "reactor/event.h"
 #include "reactor/event_base.h"
@@ -74,20 +74,29 @@ struct FlowSettings {
   stats::ListenerCounters* counters = nullptr;
 };
 
-// Relays a client connection and an upstream connection with two BufferEvents (both own their
-// fds). Bytes read on one side are moved, not copied, into the other side's output.
+// Relays a client connection and an upstream connection on one loop. Each side is a
+// non-blocking socket registered once, edge-triggered, for reading and writing (one epoll_ctl
+// per socket for the flow's whole life), plus an output Buffer for the bytes the socket could not
+// take yet.
+//
+// The data path: a readable side is read into the worker's scratch buffer and written straight
+// to the other side (write-through); only what that socket does not take is copied into its
+// output, and while an output holds bytes, reads from the other side go straight into it (one
+// copy, no allocation per chunk once the output has room). So a flow whose peers keep up
+// allocates nothing and holds no buffer memory between chunks, and a chunk costs one read and one
+// send, no epoll_ctl and no extra loop pass.
 //
 // Backpressure: reading from a side stops while the other side's output holds bufferLimit bytes
-// or more and resumes when that output drains to bufferLimit / 2 (its write low watermark); each
-// read takes at most min(64 KiB, bufferLimit - that output's length). So each direction holds at
-// most bufferLimit bytes, whatever the peers do: bufferedBytes() <= 2 * bufferLimit. While the
-// upstream connects, the client's early bytes wait in the client's input, bounded the same way
-// (its read high watermark is bufferLimit).
+// or more and resumes when that output drains to bufferLimit / 2; each read takes at most
+// min(64 KiB, bufferLimit - that output's length). So each direction holds at most bufferLimit
+// bytes, whatever the peers do: bufferedBytes() <= 2 * bufferLimit. While the upstream connects,
+// the client's early bytes wait in the upstream's output, bounded the same way.
 //
 // Half-close: EOF from one side becomes shutdown(SHUT_WR) on the other side once that side's
 // output is flushed; the other direction keeps flowing. The flow ends normally (client_eof or
 // upstream_eof: who closed first) when both directions have ended, or with half_close_timeout
-// if the second does not end within halfCloseTimeout of the first.
+// if the second does not end within halfCloseTimeout of the first. The last EOF is passed on by
+// close() itself (a FIN), not by a shutdown() right before it.
 //
 // Closing: a reset or socket error on one side (client_reset / upstream_reset) aborts the other
 // side with a RST (SO_LINGER 0): a FIN would tell that peer its stream ended cleanly, which is
@@ -114,8 +123,8 @@ struct FlowSettings {
 // upstream first gets a v1 / v2 header: source client(), destination the accepted header's
 // destination if there was one, else the client socket's local address (the listener's).
 //
-// Events: in EventBase::dumpEvents() a flow's events are labelled "flow ID client read|write",
-// "flow ID upstream read|write" and "flow ID timer".
+// Events: in EventBase::dumpEvents() a flow's events are labelled "flow ID client",
+// "flow ID upstream" (each side's socket, read and write) and "flow ID timer".
 //
 // Thread rule: loop thread only, for every method; a flow lives and dies on its loop.
 // Ownership: a flow owns itself. When it ends it closes both sockets, calls
@@ -154,7 +163,8 @@ class Flow : public reactor::DeferredDeletable {
   const reactor::SocketAddress& peer() const { return peer_; }
   // The connected endpoint; nullopt while connecting or if no connect succeeded.
   const std::optional<reactor::SocketAddress>& upstream() const { return upstream_; }
-  // Bytes read from each side (and passed on to the other).
+  // Bytes read from each side to be passed on to the other (a PROXY header not included; bytes
+  // read while the upstream connects count even if no connect succeeds).
   uint64_t bytesFromClient() const { return bytesFromClient_; }
   uint64_t bytesFromUpstream() const { return bytesFromUpstream_; }
   // Bytes held in both sides' inputs and outputs right now.
@@ -176,9 +186,17 @@ class Flow : public reactor::DeferredDeletable {
 
   // One side's socket and what has happened to it.
   struct Peer {
-    reactor::BufferEvent::Ptr bev;
+    explicit Peer(reactor::EventBase& base) : io(base, -1, 0, nullptr, nullptr) {}
+
+    int fd = -1;
+    reactor::Event io;             // edge-triggered read + write, registered while fd >= 0
+    reactor::Buffer out;           // bytes from the other side this socket has not taken yet
+    bool connected = false;        // the client from the start; the upstream once connected
+    bool readable = false;         // a read edge came and the socket may still hold bytes
+    bool finQueued = false;        // the peer's FIN has arrived (EPOLLRDHUP): read until EOF
+    bool writable = true;          // no send has hit a full socket since the last write edge
     bool eof = false;              // EOF read from this side
-    bool shutdownSent = false;     // SHUT_WR sent to this side
+    bool shutdownSent = false;     // SHUT_WR sent to this side (or the flow ended after its EOF)
     bool shutdownPending = false;  // SHUT_WR to send once the output is flushed
     bool paused = false;           // reading stopped by backpressure
   };
@@ -186,21 +204,29 @@ class Flow : public reactor::DeferredDeletable {
   Flow(reactor::EventBase& base, uint64_t id, int clientFd, const reactor::SocketAddress& client,
        const FlowSettings& settings, UpstreamPicker& picker, FlowObserver& observer);
 
-  static void onRead(reactor::BufferEvent& bev, void* arg);
-  static void onWrite(reactor::BufferEvent& bev, void* arg);
-  static void onEvent(reactor::BufferEvent& bev, short what, void* arg);
+  static void onClientIo(int fd, reactor::EventMask what, void* arg);
+  static void onUpstreamIo(int fd, reactor::EventMask what, void* arg);
   static void onTimer(int fd, reactor::EventMask what, void* arg);
 
-  Side sideOf(const reactor::BufferEvent& bev) const;
   static Side other(Side side) { return side == kClient ? kUpstream : kClient; }
 
+  // Registers `fd` as `side`'s socket (the flow owns it from now on); false if epoll refused it.
+  bool attach(Side side, int fd);
+  void handleIo(Side side, reactor::EventMask what);
   void readProxyHeader(bool eof);
   void connectNext();
+  void finishConnect();
   void connectFailed(stats::ConnectResult result);
   void connected();
-  void relay(Side from);
+  // Reads `from` while it has bytes and the other side's output has room, passing them on.
+  void pump(Side from);
+  // Sends what `to`'s output holds, as far as its socket takes it.
+  void flush(Side to);
+  // Sends `n` bytes of scratch memory to `to` (its output empty); keeps what it does not take.
+  void sendThrough(Side to, const char* data, size_t n);
+  // After bytes left `to`'s output: resumes reading into it, passes on a pending EOF.
   void drained(Side to);
-  void gateReading(Side from);
+  void countRelayed(Side from, size_t n);
   void peerEof(Side side);
   void sendShutdown(Side side);
   void checkFinished();
@@ -208,6 +234,8 @@ class Flow : public reactor::DeferredDeletable {
   void scheduleTimer();
   std::optional<TimePoint> nextDeadline() const;
   void closeSide(Side side, bool reset);
+  // A socket error on `side` (reading from it or writing to it).
+  void sideFailed(Side side);
   // Backpressure on reading from `from` started / ended (metrics: pauses and time paused).
   void pauseStarted(Side from);
   void pauseEnded(Side from);
@@ -239,6 +267,7 @@ class Flow : public reactor::DeferredDeletable {
   uint64_t bytesFromUpstream_ = 0;
   State state_ = State::kConnecting;
   bool awaitingProxyHeader_ = false;  // reading the client's PROXY header; no connect yet
+  bool clientRefused_ = false;        // epoll refused the client socket: close at the first turn
   CloseReason closeReason_ = CloseReason::kNone;
   CloseReason firstEof_ = CloseReason::kNone;
 
