@@ -94,7 +94,6 @@ Flow::Flow(reactor::EventBase& base, uint64_t id, int clientFd,
     : base_(base),
       id_(id),
       peer_(client),
-      client_(client),
       settings_(settings),
       limit_(std::max<size_t>(settings.bufferLimit, 1)),
       picker_(picker),
@@ -104,10 +103,9 @@ Flow::Flow(reactor::EventBase& base, uint64_t id, int clientFd,
       lastActivity_(startTime_),
       peers_{Peer(base), Peer(base)},
       timer_(base, onTimer, this) {
-  const std::string prefix = "flow " + std::to_string(id);
-  timer_.setLabel(prefix + " timer");
-  peers_[kClient].io.setLabel(prefix + " client");
-  peers_[kUpstream].io.setLabel(prefix + " upstream");
+  timer_.setLabel(eventLabel, this);
+  peers_[kClient].io.setLabel(eventLabel, this);
+  peers_[kUpstream].io.setLabel(eventLabel, this);
   if (settings.maxLifetime && *settings.maxLifetime > Duration::zero()) {
     lifetimeDeadline_ =
         startTime_ + *settings.maxLifetime + lifetimeJitter(settings.maxLifetimeJitter);
@@ -129,6 +127,14 @@ Flow::~Flow() = default;
 
 size_t Flow::bufferedBytes() const {
   return peers_[kClient].out.length() + peers_[kUpstream].out.length();
+}
+
+std::string Flow::eventLabel(const reactor::Event& ev, const void* owner) {
+  const auto& flow = *static_cast<const Flow*>(owner);
+  const char* what = &ev == &flow.timer_               ? " timer"
+                     : &ev == &flow.peers_[kClient].io ? " client"
+                                                       : " upstream";
+  return "flow " + std::to_string(flow.id_) + what;
 }
 
 bool Flow::attach(Side side, int fd) {
@@ -195,9 +201,11 @@ void Flow::readProxyHeader(bool eof) {
       break;
   }
   awaitingProxyHeader_ = false;
-  proxyDeadline_.reset();
-  if (header.source) client_ = *header.source;
-  proxyDestination_ = header.destination;
+  proxyDeadline_ = kNever;
+  if (header.source) proxiedClient_ = std::make_unique<reactor::SocketAddress>(*header.source);
+  if (header.destination) {
+    proxyDestination_ = std::make_unique<reactor::SocketAddress>(*header.destination);
+  }
   input.drain(header.length);
   countRelayed(kClient, input.length());
   if (input.length() >= limit_ && !peers_[kClient].paused) {
@@ -216,7 +224,7 @@ void Flow::connectNext() {
     close(CloseReason::kConnectFailed);
     return;
   }
-  const std::optional<reactor::SocketAddress> endpoint = picker_.pick(client_, tried_);
+  const std::optional<reactor::SocketAddress> endpoint = picker_.pick(client(), tried_);
   if (!endpoint) {
     close(tried_.empty() ? CloseReason::kNoHealthyUpstream : CloseReason::kConnectFailed);
     return;
@@ -245,7 +253,7 @@ void Flow::connectNext() {
   if (timeout > Duration::zero()) {
     connectDeadline_ = base_.now() + timeout;
   } else {
-    connectDeadline_.reset();
+    connectDeadline_ = kNever;
   }
   scheduleTimer();
 }
@@ -269,25 +277,29 @@ void Flow::connectFailed(stats::ConnectResult result) {
     ::close(up.fd);
     up.fd = -1;
   }
-  connectDeadline_.reset();
+  connectDeadline_ = kNever;
   connectNext();
 }
 
 void Flow::connected() {
   picker_.onConnectResult(tried_.back(), stats::ConnectResult::kOk, base_.now() - connectStart_);
-  upstream_ = tried_.back();
-  connectDeadline_.reset();
+  upstreamConnected_ = true;
+  connectDeadline_ = kNever;
   state_ = firstEof_ == CloseReason::kNone ? State::kEstablished : State::kHalfClosed;
   lastActivity_ = base_.now();
   Peer& up = peers_[kUpstream];
   up.connected = true;
   const ProxyProtocol send = picker_.sendProxyProtocol();
   if (send != ProxyProtocol::kNone) {
-    std::optional<reactor::SocketAddress> destination = proxyDestination_;
-    if (!destination) destination = reactor::SocketAddress::localOf(peers_[kClient].fd);
+    std::optional<reactor::SocketAddress> destination;
+    if (proxyDestination_) {
+      destination = *proxyDestination_;
+    } else {
+      destination = reactor::SocketAddress::localOf(peers_[kClient].fd);
+    }
     const reactor::SocketAddress dst = destination.value_or(reactor::SocketAddress());
     const std::string header =
-        send == ProxyProtocol::kV1 ? encodeProxyV1(client_, dst) : encodeProxyV2(client_, dst);
+        send == ProxyProtocol::kV1 ? encodeProxyV1(client(), dst) : encodeProxyV2(client(), dst);
     // Ahead of the client's early bytes, which wait in the output already.
     up.out.prepend(header.data(), header.size());
   }
@@ -468,7 +480,7 @@ void Flow::checkFinished() {
 // ---- timeouts ----------------------------------------------------------------------------------
 
 void Flow::handleTimer() {
-  armedDeadline_.reset();
+  armedDeadline_ = kNever;
   if (clientRefused_) {
     close(CloseReason::kClientReset);
     return;
@@ -478,19 +490,19 @@ void Flow::handleTimer() {
     return;
   }
   const TimePoint now = base_.now();
-  if (proxyDeadline_ && now >= *proxyDeadline_) {
+  if (now >= proxyDeadline_) {
     close(CloseReason::kProxyProtocol);
     return;
   }
-  if (connectDeadline_ && now >= *connectDeadline_) {
+  if (now >= connectDeadline_) {
     connectFailed(stats::ConnectResult::kTimeout);
     return;
   }
-  if (lifetimeDeadline_ && now >= *lifetimeDeadline_) {
+  if (now >= lifetimeDeadline_) {
     close(CloseReason::kMaxLifetime);
     return;
   }
-  if (halfCloseDeadline_ && now >= *halfCloseDeadline_) {
+  if (now >= halfCloseDeadline_) {
     close(CloseReason::kHalfCloseTimeout);
     return;
   }
@@ -502,17 +514,11 @@ void Flow::handleTimer() {
   scheduleTimer();
 }
 
-std::optional<TimePoint> Flow::nextDeadline() const {
-  std::optional<TimePoint> next;
-  const auto consider = [&next](const std::optional<TimePoint>& t) {
-    if (t && (!next || *t < *next)) next = t;
-  };
-  consider(connectDeadline_);
-  consider(lifetimeDeadline_);
-  consider(halfCloseDeadline_);
-  consider(proxyDeadline_);
+TimePoint Flow::nextDeadline() const {
+  TimePoint next =
+      std::min({connectDeadline_, lifetimeDeadline_, halfCloseDeadline_, proxyDeadline_});
   if (state_ != State::kConnecting && settings_.idleTimeout > Duration::zero()) {
-    consider(lastActivity_ + settings_.idleTimeout);
+    next = std::min(next, lastActivity_ + settings_.idleTimeout);
   }
   return next;
 }
@@ -522,10 +528,9 @@ std::optional<TimePoint> Flow::nextDeadline() const {
 void Flow::scheduleTimer() {
   // Activated by start() and not run yet: it computes the deadline itself.
   if (timer_.isActive()) return;
-  const std::optional<TimePoint> next = nextDeadline();
-  if (!next) return;
-  if (armedDeadline_ && *armedDeadline_ <= *next) return;
-  timer_.add(std::max(Duration::zero(), *next - base_.now()));
+  const TimePoint next = nextDeadline();
+  if (next == kNever || armedDeadline_ <= next) return;
+  timer_.add(std::max(Duration::zero(), next - base_.now()));
   armedDeadline_ = next;
 }
 
@@ -534,16 +539,16 @@ void Flow::scheduleTimer() {
 void Flow::close(CloseReason reason) {
   if (state_ == State::kClosed) return;
   base_.assertInLoopThread();
-  const bool wasConnected = upstream_.has_value();
+  const bool wasConnected = upstreamConnected_;
   state_ = State::kClosed;
   closeReason_ = reason;
   pauseEnded(kClient);
   pauseEnded(kUpstream);
   timer_.del();
-  armedDeadline_.reset();
+  armedDeadline_ = kNever;
   closeSide(kClient, reason == CloseReason::kUpstreamReset);
   closeSide(kUpstream, reason == CloseReason::kClientReset);
-  if (wasConnected) picker_.onFlowEnded(*upstream_);
+  if (wasConnected) picker_.onFlowEnded(tried_.back());
   observer_.onFlowClosed(*this);
   base_.deferDelete(std::unique_ptr<reactor::DeferredDeletable>(this));
 }
@@ -561,15 +566,15 @@ void Flow::closeSide(Side side, bool peerReset) {
 }
 
 void Flow::pauseStarted(Side from) {
-  if (pausedSince_[from]) return;
+  if (pausedSince_[from] != kNever) return;
   pausedSince_[from] = base_.now();
   if (settings_.counters != nullptr) settings_.counters->readPauses[from].add(1);
 }
 
 void Flow::pauseEnded(Side from) {
-  if (!pausedSince_[from]) return;
-  const Duration paused = base_.now() - *pausedSince_[from];
-  pausedSince_[from].reset();
+  if (pausedSince_[from] == kNever) return;
+  const Duration paused = base_.now() - pausedSince_[from];
+  pausedSince_[from] = kNever;
   if (settings_.counters != nullptr) {
     settings_.counters->pausedNanos[from].add(static_cast<uint64_t>(std::max<int64_t>(
         0, std::chrono::duration_cast<std::chrono::nanoseconds>(paused).count())));

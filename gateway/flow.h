@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -158,11 +159,14 @@ class Flow : public reactor::DeferredDeletable {
   TimePoint startTime() const { return startTime_; }
   std::chrono::system_clock::time_point startWallTime() const { return startWallTime_; }
   // The client: the source of an accepted PROXY header, or else the socket's peer.
-  const reactor::SocketAddress& client() const { return client_; }
+  const reactor::SocketAddress& client() const { return proxiedClient_ ? *proxiedClient_ : peer_; }
   // The client socket's peer (the proxy in front when a PROXY header was accepted).
   const reactor::SocketAddress& peer() const { return peer_; }
   // The connected endpoint; nullopt while connecting or if no connect succeeded.
-  const std::optional<reactor::SocketAddress>& upstream() const { return upstream_; }
+  std::optional<reactor::SocketAddress> upstream() const {
+    if (!upstreamConnected_) return std::nullopt;
+    return tried_.back();
+  }
   // Bytes read from each side to be passed on to the other (a PROXY header not included; bytes
   // read while the upstream connects count even if no connect succeeds).
   uint64_t bytesFromClient() const { return bytesFromClient_; }
@@ -179,7 +183,9 @@ class Flow : public reactor::DeferredDeletable {
   std::span<const reactor::SocketAddress> triedEndpoints() const { return tried_; }
   // Whether reading from a side is stopped by backpressure now (the flow is at its buffer limit
   // in at least one direction).
-  bool atBufferLimit() const { return pausedSince_[kClient] || pausedSince_[kUpstream]; }
+  bool atBufferLimit() const {
+    return pausedSince_[kClient] != kNever || pausedSince_[kUpstream] != kNever;
+  }
 
  private:
   enum Side : uint8_t { kClient = 0, kUpstream = 1 };
@@ -207,6 +213,8 @@ class Flow : public reactor::DeferredDeletable {
   static void onClientIo(int fd, reactor::EventMask what, void* arg);
   static void onUpstreamIo(int fd, reactor::EventMask what, void* arg);
   static void onTimer(int fd, reactor::EventMask what, void* arg);
+  // "flow ID client|upstream|timer", computed only when dumpEvents() asks.
+  static std::string eventLabel(const reactor::Event& ev, const void* owner);
 
   static Side other(Side side) { return side == kClient ? kUpstream : kClient; }
 
@@ -232,7 +240,8 @@ class Flow : public reactor::DeferredDeletable {
   void checkFinished();
   void handleTimer();
   void scheduleTimer();
-  std::optional<TimePoint> nextDeadline() const;
+  // The earliest deadline; kNever if none.
+  TimePoint nextDeadline() const;
   void closeSide(Side side, bool reset);
   // A socket error on `side` (reading from it or writing to it).
   void sideFailed(Side side);
@@ -243,8 +252,9 @@ class Flow : public reactor::DeferredDeletable {
   reactor::EventBase& base_;
   const uint64_t id_;
   const reactor::SocketAddress peer_;
-  reactor::SocketAddress client_;
-  std::optional<reactor::SocketAddress> proxyDestination_;  // from an accepted PROXY header
+  // From an accepted PROXY header (rare: kept out of line, a flow is mostly idle memory).
+  std::unique_ptr<const reactor::SocketAddress> proxiedClient_;
+  std::unique_ptr<const reactor::SocketAddress> proxyDestination_;
   const FlowSettings settings_;
   const size_t limit_;
   UpstreamPicker& picker_;
@@ -252,27 +262,29 @@ class Flow : public reactor::DeferredDeletable {
 
   const TimePoint startTime_;
   const std::chrono::system_clock::time_point startWallTime_;
-  std::optional<TimePoint> lifetimeDeadline_;
-  std::optional<TimePoint> connectDeadline_;
-  std::optional<TimePoint> halfCloseDeadline_;
-  std::optional<TimePoint> proxyDeadline_;
+  // Deadlines and times that may be unset hold kNever (not optionals: 8 bytes each, not 16).
+  static constexpr TimePoint kNever = TimePoint::max();
+  TimePoint lifetimeDeadline_ = kNever;
+  TimePoint connectDeadline_ = kNever;
+  TimePoint halfCloseDeadline_ = kNever;
+  TimePoint proxyDeadline_ = kNever;
   TimePoint lastActivity_;
-  TimePoint connectStart_;                   // the current attempt's
-  std::optional<TimePoint> pausedSince_[2];  // per side read from, while backpressure holds it
+  TimePoint connectStart_;                       // the current attempt's
+  TimePoint pausedSince_[2] = {kNever, kNever};  // per side read from, while paused
 
   Peer peers_[2];
   std::vector<reactor::SocketAddress> tried_;
-  std::optional<reactor::SocketAddress> upstream_;
   uint64_t bytesFromClient_ = 0;
   uint64_t bytesFromUpstream_ = 0;
   State state_ = State::kConnecting;
+  bool upstreamConnected_ = false;    // tried_.back() is the connected endpoint
   bool awaitingProxyHeader_ = false;  // reading the client's PROXY header; no connect yet
   bool clientRefused_ = false;        // epoll refused the client socket: close at the first turn
   CloseReason closeReason_ = CloseReason::kNone;
   CloseReason firstEof_ = CloseReason::kNone;
 
   reactor::Event timer_;
-  std::optional<TimePoint> armedDeadline_;
+  TimePoint armedDeadline_ = kNever;
 };
 
 const char* toString(Flow::State state);

@@ -29,9 +29,37 @@ Event::Event(EventBase& base, int fd, EventMask what, EventCallback cb, void* ar
 }
 
 Event::~Event() {
+  clearLabel();
   if (base_ == nullptr) return;
   del();
   base_->detach(*this);
+}
+
+void Event::setLabel(std::string label) {
+  clearLabel();
+  if (label.empty()) return;
+  labelOwner_ = new std::string(std::move(label));
+  labeller_ = ownedLabel;
+}
+
+void Event::setLabel(Labeller labeller, const void* owner) {
+  clearLabel();
+  labeller_ = labeller;
+  labelOwner_ = owner;
+}
+
+std::string Event::label() const {
+  return labeller_ != nullptr ? labeller_(*this, labelOwner_) : std::string();
+}
+
+std::string Event::ownedLabel(const Event&, const void* text) {
+  return *static_cast<const std::string*>(text);
+}
+
+void Event::clearLabel() {
+  if (labeller_ == ownedLabel) delete static_cast<const std::string*>(labelOwner_);
+  labeller_ = nullptr;
+  labelOwner_ = nullptr;
 }
 
 int Event::assign(int fd, EventMask what, EventCallback cb, void* arg) {

@@ -86,9 +86,13 @@ class Event {
   int setPriority(int priority);
   int priority() const { return priority_; }
 
-  // An owner label shown in EventBase::dumpEvents() (e.g. "flow 42 upstream read").
-  void setLabel(std::string label) { label_ = std::move(label); }
-  const std::string& label() const { return label_; }
+  // An owner label shown in EventBase::dumpEvents() (e.g. "listener web").
+  void setLabel(std::string label);
+  // A label computed only when dumpEvents() asks for it, as labeller(*this, owner): an owner
+  // with many events (a relayed flow has three) then keeps no string per event in memory.
+  using Labeller = std::string (*)(const Event& ev, const void* owner);
+  void setLabel(Labeller labeller, const void* owner);
+  std::string label() const;
 
   int fd() const { return fd_; }
   EventMask events() const { return events_; }
@@ -133,7 +137,11 @@ class Event {
   int signalCalls_ = 0;
   int* runningSignalCalls_ = nullptr;
 
-  std::string label_;
+  // setLabel(std::string) keeps its own copy, labelled by ownedLabel().
+  static std::string ownedLabel(const Event& ev, const void* text);
+  void clearLabel();
+  Labeller labeller_ = nullptr;
+  const void* labelOwner_ = nullptr;
 
   ListLinks<Event> activeLinks_;  // the active queue of its priority
   ListLinks<Event> mapLinks_;     // the event list of its fd or signal

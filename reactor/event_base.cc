@@ -539,7 +539,7 @@ std::vector<EventInfo> EventBase::dumpEvents() const {
                   ev->priority_,
                   std::nullopt,
                   (ev->flags_ & Event::kListInternal) != 0,
-                  ev->label_};
+                  ev->label()};
     if (ev->flags_ & Event::kListTimeout) row.deadline = ev->deadline_;
     rows.push_back(std::move(row));
   }

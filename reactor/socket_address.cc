@@ -88,21 +88,19 @@ SocketAddress SocketAddress::fromSockaddr(const sockaddr* address, socklen_t len
 }
 
 std::optional<SocketAddress> SocketAddress::localOf(int fd) {
-  SocketAddress address;
-  address.length_ = sizeof address.storage_;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address.storage_), &address.length_) != 0) {
-    return std::nullopt;
-  }
-  return address;
+  sockaddr_storage storage{};
+  socklen_t length = sizeof storage;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) return std::nullopt;
+  return fromSockaddr(reinterpret_cast<const sockaddr*>(&storage),
+                      std::min<socklen_t>(length, sizeof storage));
 }
 
 std::optional<SocketAddress> SocketAddress::peerOf(int fd) {
-  SocketAddress address;
-  address.length_ = sizeof address.storage_;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address.storage_), &address.length_) != 0) {
-    return std::nullopt;
-  }
-  return address;
+  sockaddr_storage storage{};
+  socklen_t length = sizeof storage;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) return std::nullopt;
+  return fromSockaddr(reinterpret_cast<const sockaddr*>(&storage),
+                      std::min<socklen_t>(length, sizeof storage));
 }
 
 uint16_t SocketAddress::port() const {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdint>
@@ -9,8 +10,9 @@
 
 namespace evgate::reactor {
 
-// An IPv4 or IPv6 socket address (a copy of a sockaddr_in / sockaddr_in6 in a sockaddr_storage):
-// a small value type to bind, connect and print endpoints.
+// An IPv4 or IPv6 socket address (a copy of a sockaddr_in / sockaddr_in6, 32 bytes in all, not a
+// 128-byte sockaddr_storage: a gateway keeps a few per relayed flow): a small value type to bind,
+// connect and print endpoints.
 //
 // Thread rule: a plain value; safe from any thread as long as each copy is used by one thread.
 class SocketAddress {
@@ -24,8 +26,9 @@ class SocketAddress {
   static std::optional<SocketAddress> parse(std::string_view text);
   // 127.0.0.1:`port` (0: let the kernel pick when binding).
   static SocketAddress loopbackV4(uint16_t port = 0);
-  // Copies `length` bytes of `address` (at most sizeof(sockaddr_storage)). Other families than
-  // AF_INET / AF_INET6 are kept as bytes: family() and operator== work, port() is 0.
+  // Copies `length` bytes of `address`, at most sizeof(sockaddr_in6). Other families than
+  // AF_INET / AF_INET6 keep only what fits: family() works, port() is 0, and operator== compares
+  // those bytes only (an AF_UNIX path is cut after 26 bytes); they are not for connecting.
   static SocketAddress fromSockaddr(const sockaddr* address, socklen_t length);
   // getsockname() / getpeername() of `fd`; nullopt with errno set if the call fails.
   static std::optional<SocketAddress> localOf(int fd);
@@ -33,7 +36,7 @@ class SocketAddress {
 
   const sockaddr* data() const { return reinterpret_cast<const sockaddr*>(&storage_); }
   socklen_t length() const { return length_; }
-  int family() const { return storage_.ss_family; }
+  int family() const { return storage_.any.sa_family; }
   // Host byte order; 0 for families without a port.
   uint16_t port() const;
 
@@ -46,7 +49,12 @@ class SocketAddress {
   friend bool operator==(const SocketAddress& a, const SocketAddress& b);
 
  private:
-  sockaddr_storage storage_{};
+  union Storage {
+    sockaddr any;
+    sockaddr_in v4;
+    sockaddr_in6 v6;
+  };
+  Storage storage_{};
   socklen_t length_ = 0;
 };
 

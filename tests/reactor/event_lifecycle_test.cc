@@ -412,6 +412,47 @@ TEST_P(EventLifecycleTest, MixingEdgeAndLevelTriggeredOnOneFdIsRefused) {
   EXPECT_FALSE(edge.pending());
 }
 
+TEST_P(EventLifecycleTest, MixingExclusiveAndSharedWakeUpsOnOneFdIsRefused) {
+  EventBase base(options());
+  auto pair = makeSocketPair();
+  Calls calls;
+  Event exclusive(base, pair.a.get(), kRead | kExclusive, Calls::callback, &calls);
+  Event shared(base, pair.a.get(), kWrite, Calls::callback, &calls);
+  ASSERT_EQ(exclusive.add(), 0);
+  EXPECT_EQ(shared.add(), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_FALSE(shared.pending());
+}
+
+// epoll refuses to modify an exclusive registration (EPOLL_CTL_MOD fails with EINVAL): adding
+// and removing a second exclusive event on the fd must re-register it, not lose it.
+TEST_P(EventLifecycleTest, ExclusiveReadAndWriteEventsOnOneFdComeAndGo) {
+  EventBase base(options());
+  auto pair = makeSocketPair();
+  Calls reads;
+  Calls writes;
+  Event r(base, pair.a.get(), kRead | kPersist | kExclusive, Calls::callback, &reads);
+  Event w(base, pair.a.get(), kWrite | kExclusive, Calls::callback, &writes);
+  ASSERT_EQ(r.add(), 0);
+  ASSERT_EQ(w.add(), 0);
+  base.loop(kLoopOnce);  // writable at once, nothing to read yet
+  EXPECT_EQ(writes.count, 1);
+  EXPECT_EQ(reads.count, 0);
+  EXPECT_TRUE(r.pending(kRead));
+  writeByte(pair.b.get());
+  base.loop(kLoopOnce);
+  EXPECT_EQ(reads.count, 1);
+  EXPECT_EQ(reads.lastWhat, kRead);
+  // The write event again, then gone: the read event keeps its registration throughout.
+  ASSERT_EQ(w.add(), 0);
+  ASSERT_EQ(w.del(), 0);
+  char byte;
+  ASSERT_EQ(::read(pair.a.get(), &byte, 1), 1);
+  writeByte(pair.b.get());
+  ASSERT_TRUE(loopUntil(base, [&] { return reads.count == 2; }));
+  EXPECT_EQ(writes.count, 1);
+}
+
 TEST_P(EventLifecycleTest, EventOutlivingItsBaseIsDetached) {
   Calls calls;
   std::unique_ptr<Event> ev;
@@ -621,6 +662,42 @@ TEST_P(EventLifecycleTest, DumpListsEventsWithStateDeadlineAndLabel) {
   bool sawInternal = false;
   for (const auto& row : rows) sawInternal = sawInternal || row.internal;
   EXPECT_TRUE(sawInternal);  // the runInLoop wake-up event
+}
+
+// A computed label costs no string per event: it is asked for only by dumpEvents(), with the
+// owner given, and it can be replaced by a plain label and back.
+TEST_P(EventLifecycleTest, ComputedLabelsAreAskedForOnlyWhenDumped) {
+  EventBase base(options());
+  struct Owner {
+    mutable int asked = 0;
+    std::string name = "owner";
+  } owner;
+  const Event::Labeller labeller = [](const Event& ev, const void* arg) {
+    const auto* o = static_cast<const Owner*>(arg);
+    ++o->asked;
+    return o->name + (ev.fd() < 0 ? " timer" : " io");
+  };
+  Calls calls;
+  Event timer(base, Calls::callback, &calls);
+  timer.setLabel(labeller, &owner);
+  EXPECT_EQ(owner.asked, 0);
+  const auto labelOf = [&base](const Event& ev) {
+    for (const EventInfo& row : base.dumpEvents()) {
+      if (row.fd == ev.fd() && !row.internal) return row.label;
+    }
+    return std::string("<none>");
+  };
+  EXPECT_EQ(labelOf(timer), "owner timer");
+  EXPECT_EQ(owner.asked, 1);
+  owner.name = "renamed";
+  EXPECT_EQ(timer.label(), "renamed timer");
+  timer.setLabel("plain");
+  EXPECT_EQ(labelOf(timer), "plain");
+  EXPECT_EQ(owner.asked, 2);
+  timer.setLabel(labeller, &owner);
+  EXPECT_EQ(timer.label(), "renamed timer");
+  timer.setLabel("");
+  EXPECT_EQ(labelOf(timer), "");
 }
 
 TEST_P(EventLifecycleTest, OnceFiresExactlyOnce) {
