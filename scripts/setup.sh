@@ -41,6 +41,9 @@ other_packages=(
   # relay benchmark (scripts/bench-relay.sh): the proxies evgate is compared with, `ip` for the
   # private network namespace
   haproxy nginx libnginx-mod-stream iproute2
+  # instruction counts (scripts/profile-relay.sh and the suite's instruction-count regression
+  # check) and the relay benchmark's charts (docs/benchmarks/*.png)
+  valgrind python3-matplotlib
   # the container image (scripts/build-image.sh, tests/container): a Debian base image made with
   # debootstrap (no registry is reachable), built with buildah and run with podman on runc
   debootstrap buildah podman runc
