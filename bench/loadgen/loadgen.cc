@@ -7,7 +7,8 @@
 //   evgate-loadgen connrate   --target 127.0.0.1:PORT [--connections N] [--duration S] [--warmup S]
 //   evgate-loadgen pingpong   --target 127.0.0.1:PORT [--connections N] [--duration S] [--warmup S]
 //   evgate-loadgen idle       --target 127.0.0.1:PORT [--connections N] --pid PID [--pid PID...]
-//                             [--hold S]
+//                             [--baseline N] [--hold S]
+//   every client mode also takes [--sources N] [--pid PID...] [--backend-pid PID...]
 //
 // serve:      echo server (what it reads it writes back), no logging; runs until SIGINT/SIGTERM or
 //             --duration (default 3600 s).
@@ -20,8 +21,24 @@
 //             the next; reports round trips per second and latency p50/p99/p999 in µs.
 // idle:       opens N connections (default 5000), one 64-byte round trip on each (so the relay
 //             has connected upstream), holds them idle, and reports the growth of the VmRSS of
-//             the given PIDs (summed; /proc/PID/status) per connection. Kernel socket memory is
-//             not in VmRSS: this is the relay's user-space cost per idle flow.
+//             the given PIDs (summed; /proc/PID/status) per connection. With --baseline B it
+//             first opens B of them, holds, reads VmRSS, then opens the rest, holds, reads it
+//             again, and also reports the slope (VmRSS at N - VmRSS at B) / (N - B): the cost of
+//             one more flow, without what the first flows cost once (pools, arenas, tables).
+//             Kernel socket memory is not in VmRSS: this is the relay's user-space cost per flow.
+//
+// --sources N (default 16; 0: let the kernel choose): client socket k is bound to 127.0.0.(1 + k
+//             mod N) before it connects (IP_BIND_ADDRESS_NO_PORT, so the port is still chosen at
+//             connect time), which spreads the client side over N source addresses and keeps the
+//             loadgen's own connects clear of the port search on 127.0.0.1 (every 127/8 address
+//             is local on lo without configuration).
+// --pid PID:  (throughput, connrate, pingpong) also report the CPU time those processes (all
+//             their threads) used during the measured window, from their CPU-time clocks
+//             (clock_getcpuclockid), and that time per unit of work: cpu_us_per_conn (connrate),
+//             cpu_us_per_rtt (pingpong), cpu_ms_per_gb (throughput; a GB is 10^9 bytes carried
+//             in either direction, each echoed byte counted twice). Also reported, to judge
+//             the noise of a shared machine: the CPU time of --backend-pid processes, the
+//             loadgen's own, and the machine's busy time (all CPUs, /proc/stat, steal included).
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -65,8 +82,9 @@ constexpr size_t kChunk = 64 * 1024;
                "usage: evgate-loadgen serve --listen 127.0.0.1:PORT [--duration S]\n"
                "       evgate-loadgen throughput|connrate|pingpong --target 127.0.0.1:PORT\n"
                "                      [--connections N] [--duration S] [--warmup S]\n"
+               "                      [--sources N] [--pid PID...] [--backend-pid PID...]\n"
                "       evgate-loadgen idle --target 127.0.0.1:PORT [--connections N] --pid PID...\n"
-               "                      [--hold S]\n",
+               "                      [--baseline N] [--hold S] [--sources N]\n",
                message);
   std::exit(2);
 }
@@ -84,7 +102,10 @@ struct Options {
   double duration = 5;
   double warmup = 0.5;
   double hold = 1;
+  int baseline = 0;
+  int sources = 16;
   std::vector<long> pids;
+  std::vector<long> backendPids;
 };
 
 // Only 127.0.0.1: this tool must never point load at another host.
@@ -118,20 +139,29 @@ Options parseOptions(int argc, char** argv) {
       o.address = parseLoopback(value);
       haveAddress = true;
     } else if (key == "--connections") {
-      o.connections = static_cast<int>(parseNumber(value, 1, 9000));
+      o.connections = static_cast<int>(parseNumber(value, 1, 9800));
     } else if (key == "--duration") {
       o.duration = parseNumber(value, 0.1, 86400);
     } else if (key == "--warmup") {
       o.warmup = parseNumber(value, 0, 60);
     } else if (key == "--hold") {
       o.hold = parseNumber(value, 0, 60);
+    } else if (key == "--baseline") {
+      o.baseline = static_cast<int>(parseNumber(value, 0, 9800));
+    } else if (key == "--sources") {
+      o.sources = static_cast<int>(parseNumber(value, 0, 254));
     } else if (key == "--pid") {
       o.pids.push_back(static_cast<long>(parseNumber(value, 1, 1e9)));
+    } else if (key == "--backend-pid") {
+      o.backendPids.push_back(static_cast<long>(parseNumber(value, 1, 1e9)));
     } else {
       usage("unknown option");
     }
   }
   if (!haveAddress) usage("--target (or --listen for serve) is required");
+  if (o.baseline > 0 && o.connections >= 0 && o.baseline >= o.connections) {
+    usage("--baseline must be below --connections");
+  }
   return o;
 }
 
@@ -140,12 +170,34 @@ void setNoDelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-// A non-blocking connect; -1 (errno set) if it failed at once.
-int startConnect(const SocketAddress& target) {
+// Spreads client sockets over 127.0.0.1 .. 127.0.0.N (see --sources), one after the other.
+class SourceSpread {
+ public:
+  explicit SourceSpread(int count) : count_(count) {}
+  // Binds fd to the next source address, the port left to connect(); false (errno set) if not.
+  bool bindNext(int fd) {
+    if (count_ == 0) return true;
+    const int one = 1;
+    if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) < 0) return false;
+    sockaddr_in source{};
+    source.sin_family = AF_INET;
+    source.sin_addr.s_addr = htonl(INADDR_LOOPBACK + static_cast<uint32_t>(next_ % count_));
+    ++next_;
+    return bind(fd, reinterpret_cast<const sockaddr*>(&source), sizeof source) == 0;
+  }
+
+ private:
+  int count_;
+  uint64_t next_ = 0;
+};
+
+// A non-blocking connect from the next source address; -1 (errno set) if it failed at once.
+int startConnect(const SocketAddress& target, SourceSpread& sources) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   setNoDelay(fd);
-  if (connect(fd, target.data(), target.length()) < 0 && errno != EINPROGRESS) {
+  if (!sources.bindNext(fd) ||
+      (connect(fd, target.data(), target.length()) < 0 && errno != EINPROGRESS)) {
     const int saved = errno;
     close(fd);
     errno = saved;
@@ -263,17 +315,110 @@ int runServe(const Options& o) {
 // ---------------------------------------------------------------------------------------------
 // Client modes.
 
+// The CPU time, all threads together, of a set of processes. Reading another process's CPU-time
+// clock (clock_getcpuclockid) is as cheap as reading our own and has nanosecond resolution, where
+// /proc/PID/stat counts clock ticks (10 ms).
+class ProcessCpu {
+ public:
+  explicit ProcessCpu(const std::vector<long>& pids) {
+    for (const long pid : pids) {
+      clockid_t clock{};
+      const int rc = clock_getcpuclockid(static_cast<pid_t>(pid), &clock);
+      if (rc != 0) {
+        errno = rc;
+        die("clock_getcpuclockid (--pid)");
+      }
+      clocks_.push_back(clock);
+    }
+  }
+  bool empty() const { return clocks_.empty(); }
+  int64_t totalNs() const {
+    int64_t total = 0;
+    for (const clockid_t clock : clocks_) {
+      timespec ts{};
+      if (clock_gettime(clock, &ts) < 0) die("clock_gettime (a --pid process exited?)");
+      total += static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    }
+    return total;
+  }
+
+ private:
+  std::vector<clockid_t> clocks_;
+};
+
+// Busy time of the whole machine, all CPUs (/proc/stat: user, nice, system, irq, softirq, steal).
+int64_t machineBusyNs() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  int64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  if (cpu != "cpu") return 0;
+  return (user + nice + system + irq + softirq + steal) * (1'000'000'000 / sysconf(_SC_CLK_TCK));
+}
+
+// CPU time over the measured window: the relay's (--pid), the echo backend's (--backend-pid),
+// the loadgen's own and the whole machine's, so that the report can tell how much CPU processes
+// outside the benchmark took during a run (this machine is shared).
+class CpuWindow {
+ public:
+  explicit CpuWindow(const Options& o) : relay_(o.pids), backend_(o.backendPids) {}
+  void start() { from_ = sample(); }
+  void stop() {
+    const Sample to = sample();
+    relayNs_ = to.relay - from_.relay;
+    backendNs_ = to.backend - from_.backend;
+    selfNs_ = to.self - from_.self;
+    machineNs_ = to.machine - from_.machine;
+  }
+  int64_t relayNs() const { return relayNs_; }
+  // The relay's CPU seconds and that per unit of work, then the others; nothing without --pid.
+  void print(const char* perUnitKey, double perUnit) const {
+    if (relay_.empty()) return;
+    std::printf(",\"cpu_s\":%.4f,\"%s\":%.3f", static_cast<double>(relayNs_) / 1e9, perUnitKey,
+                perUnit);
+    if (!backend_.empty()) {
+      std::printf(",\"backend_cpu_s\":%.4f", static_cast<double>(backendNs_) / 1e9);
+    }
+    std::printf(",\"self_cpu_s\":%.4f,\"machine_busy_s\":%.3f,\"cpus\":%ld",
+                static_cast<double>(selfNs_) / 1e9, static_cast<double>(machineNs_) / 1e9,
+                sysconf(_SC_NPROCESSORS_ONLN));
+  }
+
+ private:
+  struct Sample {
+    int64_t relay = 0;
+    int64_t backend = 0;
+    int64_t self = 0;
+    int64_t machine = 0;
+  };
+  Sample sample() const {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return Sample{relay_.totalNs(), backend_.totalNs(),
+                  static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec, machineBusyNs()};
+  }
+  ProcessCpu relay_;
+  ProcessCpu backend_;
+  Sample from_;
+  int64_t relayNs_ = 0;
+  int64_t backendNs_ = 0;
+  int64_t selfNs_ = 0;
+  int64_t machineNs_ = 0;
+};
+
 void printHeader(const Options& o) {
-  std::printf("{\"mode\":\"%s\",\"target\":\"%s\",\"connections\":%d", o.mode.c_str(),
-              o.address.toString().c_str(), o.connections);
+  std::printf("{\"mode\":\"%s\",\"target\":\"%s\",\"connections\":%d,\"sources\":%d",
+              o.mode.c_str(), o.address.toString().c_str(), o.connections, o.sources);
 }
 
 int runThroughput(const Options& o) {
   const int n = o.connections;
   Epoll ep;
+  SourceSpread sources(o.sources);
+  CpuWindow cpu(o);
   std::vector<int> fds;
   for (int i = 0; i < n; ++i) {
-    const int fd = startConnect(o.address);
+    const int fd = startConnect(o.address, sources);
     if (fd < 0) die("connect");
     fds.push_back(fd);
     ep.add(fd, EPOLLIN | EPOLLOUT | EPOLLET, static_cast<uint64_t>(i));
@@ -294,6 +439,7 @@ int runThroughput(const Options& o) {
     if (!measuring && now >= measureFrom) {
       measuring = true;
       rx = tx = 0;
+      cpu.start();
     }
     const int k = ep.wait(events.data(), static_cast<int>(events.size()), 50);
     for (int i = 0; i < k; ++i) {
@@ -317,15 +463,21 @@ int runThroughput(const Options& o) {
       }
     }
   }
+  cpu.stop();
+  const auto cpuNs = static_cast<double>(cpu.relayNs());
   const double seconds = static_cast<double>(nowNs() - measureFrom) / 1e9;
   for (const int fd : fds) {
     if (fd >= 0) close(fd);
   }
   printHeader(o);
   std::printf(",\"seconds\":%.3f,\"rx_bytes\":%" PRIu64 ",\"tx_bytes\":%" PRIu64
-              ",\"gbit_s\":%.3f,\"tx_gbit_s\":%.3f,\"errors\":%d}\n",
+              ",\"gbit_s\":%.3f,\"tx_gbit_s\":%.3f,\"errors\":%d",
               seconds, rx, tx, static_cast<double>(rx) * 8 / seconds / 1e9,
               static_cast<double>(tx) * 8 / seconds / 1e9, errors);
+  // Each echoed byte crossed the relay twice; bytes still in flight at the end are not counted.
+  const double gigabytes = 2 * static_cast<double>(rx) / 1e9;
+  cpu.print("cpu_ms_per_gb", rx == 0 ? 0 : cpuNs / 1e6 / gigabytes);
+  std::printf("}\n");
   return errors == n ? 1 : 0;
 }
 
@@ -338,6 +490,8 @@ int runConnRate(const Options& o) {
   };
   const int n = o.connections;
   Epoll ep;
+  SourceSpread sources(o.sources);
+  CpuWindow cpu(o);
   std::vector<Slot> slots(static_cast<size_t>(n));
   uint64_t done = 0;
   uint64_t errors = 0;
@@ -345,7 +499,7 @@ int runConnRate(const Options& o) {
   std::vector<char> in(kChunk);
   auto open = [&](size_t i) {
     for (int attempt = 0; attempt < 1000; ++attempt) {
-      const int fd = startConnect(o.address);
+      const int fd = startConnect(o.address, sources);
       if (fd >= 0) {
         slots[i] = Slot{fd, 0, false};
         ep.add(fd, EPOLLOUT, i);
@@ -367,6 +521,7 @@ int runConnRate(const Options& o) {
     if (!measuring && now >= measureFrom) {
       measuring = true;
       done = errors = 0;
+      cpu.start();
     }
     const int k = ep.wait(events.data(), static_cast<int>(events.size()), 50);
     for (int e = 0; e < k; ++e) {
@@ -392,12 +547,15 @@ int runConnRate(const Options& o) {
       }
     }
   }
+  cpu.stop();
+  const auto cpuNs = static_cast<double>(cpu.relayNs());
   const double seconds = static_cast<double>(nowNs() - measureFrom) / 1e9;
   for (const Slot& s : slots) close(s.fd);
   printHeader(o);
-  std::printf(",\"seconds\":%.3f,\"completed\":%" PRIu64 ",\"conn_s\":%.1f,\"errors\":%" PRIu64
-              "}\n",
+  std::printf(",\"seconds\":%.3f,\"completed\":%" PRIu64 ",\"conn_s\":%.1f,\"errors\":%" PRIu64,
               seconds, done, static_cast<double>(done) / seconds, errors);
+  cpu.print("cpu_us_per_conn", done == 0 ? 0 : cpuNs / 1e3 / static_cast<double>(done));
+  std::printf("}\n");
   return done == 0 ? 1 : 0;
 }
 
@@ -409,12 +567,15 @@ int runPingPong(const Options& o) {
   };
   const int n = o.connections;
   Epoll ep;
+  SourceSpread sources(o.sources);
+  CpuWindow cpu(o);
+  bool measuring = false;
   std::vector<Conn> conns(static_cast<size_t>(n));
   const std::vector<char> request(kSmall, 'p');
   std::vector<char> in(kChunk);
   // Connect all, then start the ping-pong once every connection is established.
   for (size_t i = 0; i < conns.size(); ++i) {
-    conns[i].fd = startConnect(o.address);
+    conns[i].fd = startConnect(o.address, sources);
     if (conns[i].fd < 0) die("connect");
     ep.add(conns[i].fd, EPOLLIN, i);
   }
@@ -433,6 +594,10 @@ int runPingPong(const Options& o) {
   for (;;) {
     const int64_t now = nowNs();
     if (now >= end) break;
+    if (!measuring && now >= measureFrom) {
+      measuring = true;
+      cpu.start();
+    }
     const int k = ep.wait(events.data(), static_cast<int>(events.size()), 50);
     for (int e = 0; e < k; ++e) {
       Conn& c = conns[events[e].data.u64];
@@ -442,10 +607,12 @@ int runPingPong(const Options& o) {
       c.got += static_cast<size_t>(r);
       if (c.got < kSmall) continue;
       const int64_t t = nowNs();
-      if (t >= measureFrom && samples.size() < (size_t{64} << 20)) samples.push_back(t - c.sentAt);
+      if (measuring && samples.size() < (size_t{64} << 20)) samples.push_back(t - c.sentAt);
       send(c);
     }
   }
+  cpu.stop();
+  const auto cpuNs = static_cast<double>(cpu.relayNs());
   const double seconds = static_cast<double>(nowNs() - measureFrom) / 1e9;
   for (const Conn& c : conns) close(c.fd);
   std::sort(samples.begin(), samples.end());
@@ -459,10 +626,13 @@ int runPingPong(const Options& o) {
   printHeader(o);
   std::printf(
       ",\"seconds\":%.3f,\"round_trips\":%zu,\"rtt_s\":%.1f,\"mean_us\":%.2f"
-      ",\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f}\n",
+      ",\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f",
       seconds, samples.size(), static_cast<double>(samples.size()) / seconds,
       samples.empty() ? 0.0 : sum / static_cast<double>(samples.size()) / 1e3, pct(0.50), pct(0.99),
       pct(0.999), samples.empty() ? 0.0 : static_cast<double>(samples.back()) / 1e3);
+  cpu.print("cpu_us_per_rtt",
+            samples.empty() ? 0 : cpuNs / 1e3 / static_cast<double>(samples.size()));
+  std::printf("}\n");
   return samples.empty() ? 1 : 0;
 }
 
@@ -489,74 +659,112 @@ long totalRssKiB(const std::vector<long>& pids) {
   return total;
 }
 
-int runIdle(const Options& o) {
-  if (o.pids.empty()) usage("idle needs --pid");
-  const int n = o.connections;
-  const long before = totalRssKiB(o.pids);
-  // Open in waves of at most 256 connects in flight; each connection does one 64-byte round trip.
+// idle: opens connections in waves, one 64-byte round trip each, and keeps them open.
+class IdleFlows {
+ public:
+  IdleFlows(const Options& o, SourceSpread& sources)
+      : target_(o.address), sources_(sources), request_(kSmall, 'i'), in_(kChunk) {
+    conns_.reserve(static_cast<size_t>(o.connections));
+  }
+  ~IdleFlows() {
+    for (const Conn& c : conns_) close(c.fd);
+  }
+  IdleFlows(const IdleFlows&) = delete;
+  IdleFlows& operator=(const IdleFlows&) = delete;
+
+  // Opens `count` more, at most 256 connects in flight; false if they are not all ready by the
+  // deadline. Dies on a connection error: an idle run with failed flows measures nothing.
+  bool open(int count, int64_t deadline) {
+    int inFlight = 0;
+    int done = 0;
+    int started = 0;
+    std::vector<epoll_event> events(256);
+    while (done < count) {
+      while (inFlight < 256 && started < count) {
+        const int fd = startConnect(target_, sources_);
+        if (fd < 0) die("connect");
+        ep_.add(fd, EPOLLOUT, conns_.size());
+        conns_.push_back(Conn{fd, 0, State::kConnecting});
+        ++started;
+        ++inFlight;
+      }
+      if (nowNs() > deadline) return false;
+      const int k = ep_.wait(events.data(), static_cast<int>(events.size()), 100);
+      for (int e = 0; e < k; ++e) {
+        const size_t i = events[e].data.u64;
+        Conn& c = conns_[i];
+        if (events[e].events & EPOLLERR) die("idle: connect failed");
+        if (c.state == State::kConnecting) {
+          if (write(c.fd, request_.data(), request_.size()) != static_cast<ssize_t>(kSmall)) {
+            die("write");
+          }
+          c.state = State::kWaiting;
+          ep_.mod(c.fd, EPOLLIN, i);
+          continue;
+        }
+        const ssize_t r = read(c.fd, in_.data(), in_.size());
+        if (r < 0 && errno == EAGAIN) continue;
+        if (r <= 0) die("idle: connection closed");
+        c.got += static_cast<size_t>(r);
+        if (c.got >= kSmall && c.state == State::kWaiting) {
+          c.state = State::kDone;
+          ep_.mod(c.fd, 0, i);
+          ++done;
+          --inFlight;
+        }
+      }
+    }
+    return true;
+  }
+  int size() const { return static_cast<int>(conns_.size()); }
+
+ private:
   enum class State { kConnecting, kWaiting, kDone };
   struct Conn {
     int fd = -1;
     size_t got = 0;
     State state = State::kConnecting;
   };
-  Epoll ep;
-  std::vector<Conn> conns(static_cast<size_t>(n));
-  const std::vector<char> request(kSmall, 'i');
-  std::vector<char> in(kChunk);
-  std::vector<epoll_event> events(256);
-  size_t next = 0;
-  int inFlight = 0;
-  int done = 0;
+  const SocketAddress& target_;
+  SourceSpread& sources_;
+  Epoll ep_;
+  std::vector<Conn> conns_;
+  const std::vector<char> request_;
+  std::vector<char> in_;
+};
+
+int runIdle(const Options& o) {
+  if (o.pids.empty()) usage("idle needs --pid");
+  const int n = o.connections;
+  SourceSpread sources(o.sources);
+  IdleFlows flows(o, sources);
   const int64_t deadline = nowNs() + 60'000'000'000;  // bound: 60 s to open them all
-  while (done < n) {
-    while (inFlight < 256 && next < conns.size()) {
-      const int fd = startConnect(o.address);
-      if (fd < 0) die("connect");
-      conns[next].fd = fd;
-      ep.add(fd, EPOLLOUT, next);
-      ++next;
-      ++inFlight;
-    }
-    if (nowNs() > deadline) {
-      std::fprintf(stderr, "evgate-loadgen: idle: only %d of %d connections ready in 60 s\n", done,
-                   n);
+  auto holdThenRss = [&] {
+    const int64_t holdUntil = nowNs() + static_cast<int64_t>(o.hold * 1e9);
+    while (nowNs() < holdUntil) usleep(10'000);
+    return totalRssKiB(o.pids);
+  };
+  const long before = totalRssKiB(o.pids);
+  long atBaseline = before;
+  if (o.baseline > 0) {
+    if (!flows.open(o.baseline, deadline)) {
+      std::fprintf(stderr, "evgate-loadgen: idle: baseline flows not ready in 60 s\n");
       return 1;
     }
-    const int k = ep.wait(events.data(), static_cast<int>(events.size()), 100);
-    for (int e = 0; e < k; ++e) {
-      const size_t i = events[e].data.u64;
-      Conn& c = conns[i];
-      if (events[e].events & EPOLLERR) die("idle: connect failed");
-      if (c.state == State::kConnecting) {
-        if (write(c.fd, request.data(), request.size()) != static_cast<ssize_t>(kSmall))
-          die("write");
-        c.state = State::kWaiting;
-        ep.mod(c.fd, EPOLLIN, i);
-        continue;
-      }
-      const ssize_t r = read(c.fd, in.data(), in.size());
-      if (r < 0 && errno == EAGAIN) continue;
-      if (r <= 0) die("idle: connection closed");
-      c.got += static_cast<size_t>(r);
-      if (c.got >= kSmall && c.state == State::kWaiting) {
-        c.state = State::kDone;
-        ep.mod(c.fd, 0, i);
-        ++done;
-        --inFlight;
-      }
-    }
+    atBaseline = holdThenRss();
   }
-  const int64_t holdUntil = nowNs() + static_cast<int64_t>(o.hold * 1e9);
-  while (nowNs() < holdUntil) usleep(10'000);
-  const long after = totalRssKiB(o.pids);
-  for (const Conn& c : conns) close(c.fd);
+  if (!flows.open(n - o.baseline, deadline)) {
+    std::fprintf(stderr, "evgate-loadgen: idle: only part of %d connections ready in 60 s\n", n);
+    return 1;
+  }
+  const long after = holdThenRss();
   printHeader(o);
   std::printf(
-      ",\"pids\":%zu,\"rss_before_kib\":%ld,\"rss_after_kib\":%ld"
-      ",\"rss_bytes_per_conn\":%.0f}\n",
-      o.pids.size(), before, after,
-      static_cast<double>(after - before) * 1024.0 / static_cast<double>(n));
+      ",\"pids\":%zu,\"baseline\":%d,\"rss_before_kib\":%ld,\"rss_baseline_kib\":%ld"
+      ",\"rss_after_kib\":%ld,\"rss_bytes_per_conn\":%.0f,\"rss_slope_bytes_per_flow\":%.0f}\n",
+      o.pids.size(), o.baseline, before, atBaseline, after,
+      static_cast<double>(after - before) * 1024.0 / static_cast<double>(n),
+      static_cast<double>(after - atBaseline) * 1024.0 / static_cast<double>(n - o.baseline));
   return 0;
 }
 
@@ -581,6 +789,7 @@ int main(int argc, char** argv) {
   }
   if (o.mode == "idle") {
     if (o.connections < 0) o.connections = 5000;
+    if (o.baseline >= o.connections) usage("--baseline must be below --connections");
     return runIdle(o);
   }
   usage("unknown mode");
