@@ -167,7 +167,7 @@ void Flow::handleIo(Side side, reactor::EventMask what) {
   if ((what & reactor::kWrite) != 0) {
     p.writable = true;
     if (!p.connected) {
-      finishConnect();
+      finishConnect(what);
       if (state_ == State::kClosed || !p.connected) return;
     } else {
       flush(side);
@@ -258,8 +258,10 @@ void Flow::connectNext() {
   scheduleTimer();
 }
 
-void Flow::finishConnect() {
-  const int outcome = connectOutcome(peers_[kUpstream].fd);
+void Flow::finishConnect(reactor::EventMask what) {
+  // Writable and nothing else is a connect that succeeded: a failed one also reports an error
+  // or hang-up, which the reactor passes on as readable too. Otherwise SO_ERROR decides.
+  const int outcome = what == reactor::kWrite ? 1 : connectOutcome(peers_[kUpstream].fd);
   if (outcome == 0) return;
   if (outcome < 0) {
     connectFailed(errno == ECONNREFUSED ? stats::ConnectResult::kRefused
@@ -273,7 +275,7 @@ void Flow::connectFailed(stats::ConnectResult result) {
   picker_.onConnectResult(tried_.back(), result, base_.now() - connectStart_);
   Peer& up = peers_[kUpstream];
   if (up.fd >= 0) {
-    up.io.del();
+    up.io.delBeforeClose();
     ::close(up.fd);
     up.fd = -1;
   }
@@ -557,7 +559,7 @@ void Flow::closeSide(Side side, bool peerReset) {
   Peer& p = peers_[side];
   if (p.fd >= 0) {
     if (peerReset || !p.out.empty()) armReset(p.fd);
-    p.io.del();
+    p.io.delBeforeClose();
     ::close(p.fd);
     p.fd = -1;
   }

@@ -223,7 +223,7 @@ class Flow : public reactor::DeferredDeletable {
   void handleIo(Side side, reactor::EventMask what);
   void readProxyHeader(bool eof);
   void connectNext();
-  void finishConnect();
+  void finishConnect(reactor::EventMask what);
   void connectFailed(stats::ConnectResult result);
   void connected();
   // Reads `from` while it has bytes and the other side's output has room, passing them on.

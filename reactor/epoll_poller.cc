@@ -45,6 +45,7 @@ class EpollPoller final : public Poller {
   ~EpollPoller() override { ::close(epollFd_); }
 
   std::string_view name() const override { return "epoll"; }
+  bool forgetsClosedFds() const override { return true; }
 
   int update(int fd, EventMask before, EventMask after) override {
     epoll_event ev{};

@@ -22,7 +22,7 @@ Event::Event(EventBase& base, int fd, EventMask what, EventCallback cb, void* ar
     : base_(&base),
       fd_(fd),
       events_(what),
-      priority_(base.priorityCount() / 2),
+      priority_(static_cast<int16_t>(base.priorityCount() / 2)),
       callback_(cb),
       arg_(arg) {
   base.attach(*this);
@@ -113,7 +113,11 @@ int Event::addAt(std::optional<TimePoint> deadline, std::optional<Duration> rela
   return 0;
 }
 
-int Event::del() {
+int Event::del() { return remove(true); }
+
+int Event::delBeforeClose() { return remove(false); }
+
+int Event::remove(bool tellPoller) {
   if (base_ == nullptr) {
     errno = EBADF;
     return -1;
@@ -126,7 +130,7 @@ int Event::del() {
     if (events_ & kSignal) {
       base_->removeSignal(*this);
     } else {
-      base_->removeMapped(*this);
+      base_->removeMapped(*this, tellPoller);
     }
   }
   return 0;
@@ -182,7 +186,7 @@ int Event::setPriority(int priority) {
     return -1;
   }
   base_->assertInLoopThread();
-  priority_ = priority;
+  priority_ = static_cast<int16_t>(priority);
   return 0;
 }
 

@@ -66,6 +66,11 @@ class Event {
   int add(Duration timeout);
   // Makes the event non-pending and non-active. Does nothing on a non-pending event.
   int del();
+  // del() for an fd the caller is about to close (ours, no libevent equivalent): when this was
+  // the fd's last event, the poller is not told, because closing the fd takes it out of epoll
+  // anyway; one epoll_ctl saved per socket. Only if no other descriptor (a dup, a child's copy)
+  // refers to the same open socket, which would keep the registration alive.
+  int delBeforeClose();
   // Disarms the timeout but leaves the fd or signal registered (libevent's
   // event_remove_timer); a persistent event also forgets its re-arm interval.
   int removeTimer();
@@ -115,14 +120,18 @@ class Event {
   static constexpr size_t kNotInHeap = static_cast<size_t>(-1);
 
   int addAt(std::optional<TimePoint> deadline, std::optional<Duration> relative);
+  int remove(bool tellPoller);
   void stopSignalDeliveries();
 
+  // Packed: a gateway keeps three events per relayed flow (136 bytes each).
   EventBase* base_;
   int fd_;
   EventMask events_;
   EventMask res_ = 0;
   uint8_t flags_ = 0;
-  int priority_;
+  int16_t priority_;  // below the base's priorityCount(), at most 256 as in libevent
+  // Signal deliveries still to report (see runningSignalCalls_ below).
+  int signalCalls_ = 0;
   EventCallback callback_;
   void* arg_;
 
@@ -132,9 +141,8 @@ class Event {
   size_t heapIndex_ = kNotInHeap;
   Duration persistInterval_{0};
 
-  // Signal deliveries still to report; points at the dispatcher's counter while calling back,
-  // so that del() from inside the callback stops the remaining calls.
-  int signalCalls_ = 0;
+  // Points at the dispatcher's count of signal deliveries while calling back, so that del()
+  // from inside the callback stops the remaining calls.
   int* runningSignalCalls_ = nullptr;
 
   // setLabel(std::string) keeps its own copy, labelled by ownedLabel().

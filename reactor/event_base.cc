@@ -182,7 +182,7 @@ void EventBase::pushActive(Event& ev, EventMask res, int signalCalls) {
     return;
   }
   ev.res_ = res;
-  const int priority = std::min(ev.priority_, priorityCount() - 1);
+  const int priority = std::min<int>(ev.priority_, priorityCount() - 1);
   if (runningPriority_ >= 0 && priority < runningPriority_) continueFromHigherPriority_ = true;
   if (ev.events_ & kSignal) ev.signalCalls_ = signalCalls;
   activeQueues_[priority].pushBack(&ev);
@@ -191,7 +191,7 @@ void EventBase::pushActive(Event& ev, EventMask res, int signalCalls) {
 }
 
 void EventBase::removeActive(Event& ev) {
-  Event::ActiveList& queue = activeQueues_[std::min(ev.priority_, priorityCount() - 1)];
+  Event::ActiveList& queue = activeQueues_[std::min<int>(ev.priority_, priorityCount() - 1)];
   queue.erase(&ev);
   setListFlag(ev, Event::kListActive, false);
   --activeCount_;
@@ -323,7 +323,7 @@ int EventBase::insertMapped(Event& ev) {
   return 0;
 }
 
-void EventBase::removeMapped(Event& ev) {
+void EventBase::removeMapped(Event& ev, bool tellPoller) {
   FdSlot& slot = fds_[ev.fd_];
   const EventMask before = interestOf(slot.readers, slot.writers, slot.closers, slot.edge);
   if (ev.events_ & kRead) --slot.readers;
@@ -331,8 +331,10 @@ void EventBase::removeMapped(Event& ev) {
   if (ev.events_ & kClosed) --slot.closers;
   if (ev.events_ & kEdgeTriggered) --slot.edge;
   const EventMask after = interestOf(slot.readers, slot.writers, slot.closers, slot.edge);
-  // A failure here means the fd is already gone; the kernel has forgotten it either way.
-  if (after != before) (void)poller_->update(ev.fd_, before, after);
+  // A failure here means the fd is already gone; the kernel has forgotten it either way. An fd
+  // about to be closed needs no word if the poller forgets closed fds by itself (epoll).
+  const bool closing = !tellPoller && after == 0 && poller_->forgetsClosedFds();
+  if (after != before && !closing) (void)poller_->update(ev.fd_, before, after);
   slot.events.erase(&ev);
   setListFlag(ev, Event::kListInserted, false);
 }

@@ -167,7 +167,9 @@ class EventBase {
 
   // Event bookkeeping, called by Event.
   int insertMapped(Event& ev);
-  void removeMapped(Event& ev);
+  // `tellPoller` false: the fd is closed next, and a registration left with no interest goes
+  // with it (Event::delBeforeClose).
+  void removeMapped(Event& ev, bool tellPoller = true);
   void insertTimer(Event& ev, TimePoint deadline);
   void removeTimer(Event& ev);
   void rescheduleTimer(Event& ev, TimePoint deadline);

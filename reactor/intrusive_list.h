@@ -11,7 +11,6 @@ template <class T>
 struct ListLinks {
   T* prev = nullptr;
   T* next = nullptr;
-  bool linked = false;
 };
 
 // A doubly linked list threaded through `T::*Links`. It never owns its elements.
@@ -35,14 +34,19 @@ class IntrusiveList {
   size_t size() const { return size_; }
   T* front() const { return head_; }
   static T* next(const T* item) { return (item->*Links).next; }
-  static bool isLinked(const T* item) { return (item->*Links).linked; }
+  // Whether `item` is in this list. The links carry no flag of their own (an element keeps
+  // three of them, and owners keep the membership in their own flags anyway), so an element
+  // with no neighbours is in the list only if it is its head.
+  bool contains(const T* item) const {
+    const ListLinks<T>& links = item->*Links;
+    return links.prev != nullptr || links.next != nullptr || head_ == item;
+  }
 
   void pushBack(T* item) {
     ListLinks<T>& links = item->*Links;
-    assert(!links.linked);
+    assert(!contains(item));
     links.prev = tail_;
     links.next = nullptr;
-    links.linked = true;
     if (tail_ != nullptr) {
       (tail_->*Links).next = item;
     } else {
@@ -54,10 +58,9 @@ class IntrusiveList {
 
   void pushFront(T* item) {
     ListLinks<T>& links = item->*Links;
-    assert(!links.linked);
+    assert(!contains(item));
     links.prev = nullptr;
     links.next = head_;
-    links.linked = true;
     if (head_ != nullptr) {
       (head_->*Links).prev = item;
     } else {
@@ -69,7 +72,7 @@ class IntrusiveList {
 
   void erase(T* item) {
     ListLinks<T>& links = item->*Links;
-    assert(links.linked);
+    assert(contains(item));
     if (links.prev != nullptr) {
       (links.prev->*Links).next = links.next;
     } else {

@@ -43,6 +43,10 @@ class Poller {
   // appends the ready fds to `ready`. Returns 0, or -1 with errno on a failure other than EINTR.
   virtual int wait(std::optional<Duration> timeout, std::vector<ReadyFd>& ready) = 0;
 
+  // Whether closing an fd removes it from the poller by itself, so that removing it first can
+  // be skipped (epoll: yes; poll keeps its own list and would report POLLNVAL).
+  virtual bool forgetsClosedFds() const { return false; }
+
   // Creates the backend asked for; kDefault reads EVGATE_REACTOR_BACKEND.
   static std::unique_ptr<Poller> create(Backend backend);
 };

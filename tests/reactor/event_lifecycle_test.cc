@@ -700,6 +700,40 @@ TEST_P(EventLifecycleTest, ComputedLabelsAreAskedForOnlyWhenDumped) {
   EXPECT_EQ(labelOf(timer), "");
 }
 
+// delBeforeClose() on every backend: the event stops at once, and the fd number, reused by a
+// new socket after the close, registers and fires normally (epoll forgot the old file by
+// itself; poll was told).
+TEST_P(EventLifecycleTest, DelBeforeCloseLetsTheFdNumberBeReused) {
+  EventBase base(options());
+  Calls first;
+  auto pair = makeSocketPair();
+  const int fd = pair.a.get();
+  Event reader(base, fd, kRead | kPersist, Calls::callback, &first);
+  ASSERT_EQ(reader.add(), 0);
+  writeByte(pair.b.get());
+  EXPECT_EQ(reader.delBeforeClose(), 0);
+  EXPECT_EQ(reader.state(), EventState::kInitialized);
+  pair.a.reset();
+  base.loop(kLoopNonBlock);  // the closed fd reports nothing
+  EXPECT_EQ(first.count, 0);
+
+  auto next = makeSocketPair();
+  int reused = next.a.get();
+  if (reused != fd) {
+    // Another thread took the number: move the new socket onto it.
+    ASSERT_EQ(::dup3(next.a.get(), fd, O_CLOEXEC), fd);
+    next.a.reset(fd);
+    reused = fd;
+  }
+  Calls second;
+  Event again(base, reused, kRead | kPersist, Calls::callback, &second);
+  ASSERT_EQ(again.add(), 0);
+  writeByte(next.b.get());
+  ASSERT_TRUE(loopUntil(base, [&] { return second.count > 0; }));
+  EXPECT_EQ(first.count, 0);
+  again.del();
+}
+
 TEST_P(EventLifecycleTest, OnceFiresExactlyOnce) {
   EventBase base(options());
   auto pair = makeSocketPair();
