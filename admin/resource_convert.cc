@@ -105,6 +105,35 @@ v1::ProxyProtocolVersion proxyToProto(gateway::ProxyProtocol version) {
   return v1::PROXY_PROTOCOL_VERSION_UNSPECIFIED;
 }
 
+grpc::Status spliceFromProto(v1::SpliceMode in, std::string_view path, gateway::SpliceMode& out) {
+  switch (in) {
+    case v1::SPLICE_MODE_UNSPECIFIED:
+    case v1::SPLICE_MODE_AUTO:
+      out = gateway::SpliceMode::kAuto;
+      return grpc::Status::OK;
+    case v1::SPLICE_MODE_OFF:
+      out = gateway::SpliceMode::kOff;
+      return grpc::Status::OK;
+    case v1::SPLICE_MODE_ALWAYS:
+      out = gateway::SpliceMode::kAlways;
+      return grpc::Status::OK;
+    default:
+      return invalidArgument(path, "unknown mode " + std::to_string(in));
+  }
+}
+
+v1::SpliceMode spliceToProto(gateway::SpliceMode mode) {
+  switch (mode) {
+    case gateway::SpliceMode::kAuto:
+      return v1::SPLICE_MODE_AUTO;
+    case gateway::SpliceMode::kOff:
+      return v1::SPLICE_MODE_OFF;
+    case gateway::SpliceMode::kAlways:
+      return v1::SPLICE_MODE_ALWAYS;
+  }
+  return v1::SPLICE_MODE_UNSPECIFIED;
+}
+
 grpc::Status cidrFromText(std::string_view text, std::string_view path, gateway::Cidr& out) {
   if (const auto cidr = gateway::Cidr::parse(text)) {
     out = *cidr;
@@ -276,6 +305,7 @@ grpc::Status listenerFromProto(const v1::Listener& in, gateway::ListenerConfig& 
                               join(path, "proxy_protocol_timeout"), false,
                               listener.proxyProtocolTimeout);
   }
+  if (status.ok()) status = spliceFromProto(in.splice(), join(path, "splice"), listener.splice);
   if (!status.ok()) return status;
   if (listener.maxLifetimeJitter.count() > 0) {
     if (!listener.maxLifetime) {
@@ -317,6 +347,7 @@ void listenerToProto(const gateway::ListenerConfig& in, v1::Listener& out) {
   for (const gateway::Cidr& cidr : in.allow) out.add_allow(cidr.toString());
   out.set_accept_proxy_protocol(in.acceptProxyProtocol);
   durationToProto(in.proxyProtocolTimeout, *out.mutable_proxy_protocol_timeout());
+  out.set_splice(spliceToProto(in.splice));
   out.set_paused(in.paused);
 }
 

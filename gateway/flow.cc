@@ -66,6 +66,15 @@ ssize_t sendSome(int fd, const char* data, size_t n) {
   return sent;
 }
 
+// splice() between a socket and a pipe, both non-blocking.
+ssize_t spliceSome(int from, int to, size_t n) {
+  ssize_t moved;
+  do {
+    moved = ::splice(from, nullptr, to, nullptr, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  } while (moved < 0 && errno == EINTR);
+  return moved;
+}
+
 bool retriable(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
 // A connect finished (1), still going (0) or failed (-1, errno set): what SO_ERROR says.
@@ -117,6 +126,10 @@ Flow::Flow(reactor::EventBase& base, uint64_t id, int clientFd,
     }
   }
   peers_[kClient].connected = true;
+  if (settings.splice == SpliceMode::kAlways && settings.pipes != nullptr) {
+    peers_[kClient].bulk = true;
+    peers_[kUpstream].bulk = true;
+  }
   // accept4() made it non-blocking; a refusal by epoll is reported from the loop, as the first
   // connect is: start() never calls the observer.
   clientRefused_ = !attach(kClient, clientFd);
@@ -125,9 +138,7 @@ Flow::Flow(reactor::EventBase& base, uint64_t id, int clientFd,
 
 Flow::~Flow() = default;
 
-size_t Flow::bufferedBytes() const {
-  return peers_[kClient].out.length() + peers_[kUpstream].out.length();
-}
+size_t Flow::bufferedBytes() const { return pending(kClient) + pending(kUpstream); }
 
 std::string Flow::eventLabel(const reactor::Event& ev, const void* owner) {
   const auto& flow = *static_cast<const Flow*>(owner);
@@ -163,6 +174,14 @@ void Flow::onTimer(int, reactor::EventMask, void* arg) { static_cast<Flow*>(arg)
 // can unblock the reads that follow.
 void Flow::handleIo(Side side, reactor::EventMask what) {
   if (state_ == State::kClosed) return;
+  relayIo(side, what);
+  if (state_ == State::kClosed) return;
+  // A pipe is held only while bytes are in flight.
+  if (peers_[kClient].pipe) returnIdlePipe(kClient);
+  if (peers_[kUpstream].pipe) returnIdlePipe(kUpstream);
+}
+
+void Flow::relayIo(Side side, reactor::EventMask what) {
   Peer& p = peers_[side];
   if ((what & reactor::kWrite) != 0) {
     p.writable = true;
@@ -319,23 +338,57 @@ void Flow::connected() {
 
 void Flow::pump(Side from) {
   Peer& src = peers_[from];
-  Peer& dst = peers_[other(from)];
+  const Side to = other(from);
+  Peer& dst = peers_[to];
   // Before the PROXY header is parsed the client's bytes are read for the parser, which may need
   // more than bufferLimit to decide.
   const size_t readLimit = awaitingProxyHeader_ ? std::max(limit_, kProxyMaxLength) : limit_;
+  size_t spliced = 0;  // on this pass
   for (int reads = 0; src.readable && !src.eof && !src.paused; ++reads) {
     if (reads == kMaxReadsPerWake) {
       // Fairness: the rest waits for the next pass, without asking epoll again.
       src.io.activate(reactor::kRead);
       return;
     }
-    const size_t queued = dst.out.length();
+    const size_t queued = pending(to);
     if (queued >= readLimit) {
       src.paused = true;
       pauseStarted(from);
       return;
     }
     const size_t want = std::min(kMaxSingleRead, readLimit - queued);
+    if (dst.pipe || (dst.bulk && spliceTo(to))) {
+      const ssize_t n = spliceSome(src.fd, dst.pipe->writeFd, want);
+      if (n == 0) {
+        src.readable = false;
+        peerEof(from);
+        return;
+      }
+      if (n < 0) {
+        if (!retriable(errno)) {
+          sideFailed(from);
+          return;
+        }
+        if (dst.pipe->bytes > 0) {
+          // The pipe is full, or the socket empty: which one, the other socket's write edge
+          // tells (drained() reads again). Not counted as backpressure: the limit is not hit.
+          src.paused = true;
+          return;
+        }
+        // Emptied, unlike a short splice, which may only mean a full pipe.
+        src.readable = false;
+        if (spliced < kSmallWake && settings_.splice == SpliceMode::kAuto) dst.bulk = false;
+        return;
+      }
+      const auto got = static_cast<size_t>(n);
+      dst.pipe->bytes += got;
+      spliced += got;
+      lastActivity_ = base_.now();
+      countRelayed(from, got);
+      flushPipe(to);
+      if (state_ == State::kClosed) return;
+      continue;
+    }
     // The common case: nothing queued towards a connected, writable peer. The bytes go through
     // the scratch buffer straight to the other socket.
     const bool through = queued == 0 && dst.connected && dst.writable && !awaitingProxyHeader_;
@@ -358,6 +411,9 @@ void Flow::pump(Side from) {
     // A short read emptied the socket (unless a FIN waits behind it); the next edge says when
     // there is more.
     if (got < want && !src.finQueued) src.readable = false;
+    if (got >= kBulkRead && settings_.splice == SpliceMode::kAuto && settings_.pipes != nullptr) {
+      dst.bulk = true;
+    }
     lastActivity_ = base_.now();
     if (awaitingProxyHeader_) {
       readProxyHeader(false);
@@ -399,8 +455,46 @@ void Flow::sendThrough(Side to, const char* data, size_t n) {
   }
 }
 
+bool Flow::spliceTo(Side to) {
+  Peer& dst = peers_[to];
+  if (dst.pipe) return true;
+  // Bytes in `out` go first, so a pipe is taken only while it is empty.
+  if (!dst.bulk || !dst.out.empty() || !dst.connected || awaitingProxyHeader_) return false;
+  dst.pipe = settings_.pipes->acquire();
+  // None left: copy until the next large read tries again.
+  if (!dst.pipe) dst.bulk = false;
+  return dst.pipe != nullptr;
+}
+
+void Flow::flushPipe(Side to) {
+  Peer& p = peers_[to];
+  if (!p.pipe || p.pipe->bytes == 0 || !p.writable) return;
+  const ssize_t n = spliceSome(p.pipe->readFd, p.fd, p.pipe->bytes);
+  if (n < 0) {
+    if (!retriable(errno)) {
+      sideFailed(to);
+      return;
+    }
+    p.writable = false;
+    return;
+  }
+  p.pipe->bytes -= static_cast<size_t>(n);
+  if (p.pipe->bytes > 0) p.writable = false;
+  if (n > 0) drained(to);
+}
+
+void Flow::returnIdlePipe(Side side) {
+  Peer& p = peers_[side];
+  if (p.pipe && p.pipe->bytes == 0) settings_.pipes->release(std::move(p.pipe));
+}
+
 void Flow::flush(Side to) {
   Peer& p = peers_[to];
+  if (p.pipe && p.pipe->bytes > 0) {
+    // `out` is empty while the pipe holds bytes.
+    flushPipe(to);
+    return;
+  }
   if (!p.out.empty() && p.writable) {
     const ssize_t n = p.out.writeTo(p.fd);
     if (n < 0) {
@@ -422,7 +516,7 @@ void Flow::drained(Side to) {
   if (state_ == State::kClosed) return;
   Peer& p = peers_[to];
   Peer& src = peers_[other(to)];
-  if (p.out.length() > limit_ / 2) return;
+  if (pending(to) > limit_ / 2) return;
   lastActivity_ = base_.now();
   // The output drained below the limit: backpressure on `src` is over (even if `src` has
   // already sent EOF and will not be read again).
@@ -432,7 +526,7 @@ void Flow::drained(Side to) {
     // Bytes may have been waiting in its socket all along; read them on this pass.
     if (src.readable && !src.eof) src.io.activate(reactor::kRead);
   }
-  if (p.out.empty() && p.shutdownPending) sendShutdown(to);
+  if (pending(to) == 0 && p.shutdownPending) sendShutdown(to);
 }
 
 void Flow::sideFailed(Side side) {
@@ -458,7 +552,7 @@ void Flow::peerEof(Side side) {
 void Flow::sendShutdown(Side to) {
   Peer& p = peers_[to];
   if (p.shutdownSent) return;
-  if (!p.connected || !p.out.empty()) {
+  if (!p.connected || pending(to) != 0) {
     p.shutdownPending = true;
     return;
   }
@@ -558,13 +652,14 @@ void Flow::close(CloseReason reason) {
 void Flow::closeSide(Side side, bool peerReset) {
   Peer& p = peers_[side];
   if (p.fd >= 0) {
-    if (peerReset || !p.out.empty()) armReset(p.fd);
+    if (peerReset || pending(side) != 0) armReset(p.fd);
     p.io.delBeforeClose();
     ::close(p.fd);
     p.fd = -1;
   }
   // Nothing more will be sent (or, never connected, nothing was): the memory goes back now.
   p.out.clear();
+  if (p.pipe) settings_.pipes->release(std::move(p.pipe));
 }
 
 void Flow::pauseStarted(Side from) {

@@ -13,6 +13,7 @@
 
 #include "gateway/close_reason.h"
 #include "gateway/config/config.h"
+#include "gateway/pipe_pool.h"
 #include "gateway/stats.h"
 #include "reactor/buffer.h"
 #include "reactor/clock.h"
@@ -73,6 +74,9 @@ struct FlowSettings {
   // Where the flow counts relayed bytes and backpressure: its listener's counters, this worker's
   // slot. Null: not counted. Must outlive the flow.
   stats::ListenerCounters* counters = nullptr;
+  // The worker's pipes for splice(); null: bytes are always copied. Must outlive the flow.
+  PipePool* pipes = nullptr;
+  SpliceMode splice = SpliceMode::kAuto;
 };
 
 // Relays a client connection and an upstream connection on one loop. Each side is a
@@ -86,6 +90,14 @@ struct FlowSettings {
 // copy, no allocation per chunk once the output has room). So a flow whose peers keep up
 // allocates nothing and holds no buffer memory between chunks, and a chunk costs one read and one
 // send, no epoll_ctl and no extra loop pass.
+//
+// Bulk: when a read brings kBulkRead bytes or more (settings.splice auto; always: from the
+// start), the direction switches to splice(): the bytes go from one socket into a pipe taken from
+// the worker's PipePool and from the pipe into the other socket, never through user space. The pipe
+// counts as part of that side's output (same limit), is taken only while it holds bytes and is
+// given back as soon as it is empty. A wake-up that splices less than kSmallWake bytes in all
+// switches the direction back to copying (small chunks cost fewer syscalls that way). No pipe
+// available (the pool's limit, fd exhaustion): the bytes are copied.
 //
 // Backpressure: reading from a side stops while the other side's output holds bufferLimit bytes
 // or more and resumes when that output drains to bufferLimit / 2; each read takes at most
@@ -137,6 +149,10 @@ class Flow : public reactor::DeferredDeletable {
 
   // The most one read from a socket takes (never more than bufferLimit).
   static constexpr size_t kMaxSingleRead = size_t{64} * 1024;
+  // A read at least this large makes a direction bulk (splice() from then on, settings.splice
+  // auto), and a wake-up that splices less than kSmallWake in all makes it copy again.
+  static constexpr size_t kBulkRead = size_t{16} * 1024;
+  static constexpr size_t kSmallWake = size_t{4} * 1024;
 
   // Starts relaying `clientFd` (an accepted, connected socket; the flow owns it from now on).
   // The first connect attempt starts from the loop, so the observer is never called before
@@ -195,8 +211,11 @@ class Flow : public reactor::DeferredDeletable {
     explicit Peer(reactor::EventBase& base) : io(base, -1, 0, nullptr, nullptr) {}
 
     int fd = -1;
-    reactor::Event io;             // edge-triggered read + write, registered while fd >= 0
-    reactor::Buffer out;           // bytes from the other side this socket has not taken yet
+    reactor::Event io;    // edge-triggered read + write, registered while fd >= 0
+    reactor::Buffer out;  // bytes from the other side this socket has not taken yet
+    // Bytes from the other side on their way by splice(), after everything in `out`; held only
+    // while it has bytes (and during the pass that fills it).
+    std::unique_ptr<Pipe> pipe;
     bool connected = false;        // the client from the start; the upstream once connected
     bool readable = false;         // a read edge came and the socket may still hold bytes
     bool finQueued = false;        // the peer's FIN has arrived (EPOLLRDHUP): read until EOF
@@ -205,6 +224,7 @@ class Flow : public reactor::DeferredDeletable {
     bool shutdownSent = false;     // SHUT_WR sent to this side (or the flow ended after its EOF)
     bool shutdownPending = false;  // SHUT_WR to send once the output is flushed
     bool paused = false;           // reading stopped by backpressure
+    bool bulk = false;             // bytes to this side come in bulk: splice them
   };
 
   Flow(reactor::EventBase& base, uint64_t id, int clientFd, const reactor::SocketAddress& client,
@@ -221,6 +241,7 @@ class Flow : public reactor::DeferredDeletable {
   // Registers `fd` as `side`'s socket (the flow owns it from now on); false if epoll refused it.
   bool attach(Side side, int fd);
   void handleIo(Side side, reactor::EventMask what);
+  void relayIo(Side side, reactor::EventMask what);
   void readProxyHeader(bool eof);
   void connectNext();
   void finishConnect(reactor::EventMask what);
@@ -230,6 +251,18 @@ class Flow : public reactor::DeferredDeletable {
   void pump(Side from);
   // Sends what `to`'s output holds, as far as its socket takes it.
   void flush(Side to);
+  // Whether the next read from the other side goes to `to` by splice(); takes a pipe if needed.
+  bool spliceTo(Side to);
+  // Moves what `to`'s pipe holds into its socket, as far as it takes it (on a socket error the
+  // flow is closed).
+  void flushPipe(Side to);
+  // Gives `side`'s pipe back to the pool if it is empty.
+  void returnIdlePipe(Side side);
+  // Bytes waiting for `to`: its output and its pipe.
+  size_t pending(Side to) const {
+    const Peer& p = peers_[to];
+    return p.out.length() + (p.pipe ? p.pipe->bytes : 0);
+  }
   // Sends `n` bytes of scratch memory to `to` (its output empty); keeps what it does not take.
   void sendThrough(Side to, const char* data, size_t n);
   // After bytes left `to`'s output: resumes reading into it, passes on a pending EOF.

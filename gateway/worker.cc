@@ -99,9 +99,16 @@ std::shared_ptr<WorkerCluster> Worker::makePicker(std::shared_ptr<ClusterState> 
 void Worker::configure(Accepting& accepting, std::shared_ptr<const ListenerConfig> config) {
   const ListenerConfig& c = *config;
   stats::ListenerCounters* counters = accepting.settings.counters;
-  accepting.settings = FlowSettings{
-      c.bufferLimit,       c.idleTimeout,         c.halfCloseTimeout,     c.maxLifetime,
-      c.maxLifetimeJitter, c.acceptProxyProtocol, c.proxyProtocolTimeout, counters};
+  accepting.settings = FlowSettings{c.bufferLimit,
+                                    c.idleTimeout,
+                                    c.halfCloseTimeout,
+                                    c.maxLifetime,
+                                    c.maxLifetimeJitter,
+                                    c.acceptProxyProtocol,
+                                    c.proxyProtocolTimeout,
+                                    counters,
+                                    &accepting.worker->pipes_,
+                                    c.splice};
   accepting.config = std::move(config);
 }
 

@@ -260,6 +260,9 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
 
   std::atomic<size_t> flowCount_{0};
   stats::LoopCounters loopCounters_;
+  // Pipes for splice(), lent to flows while bulk bytes are in flight; loop thread only. At most
+  // 256 open (512 fds) per worker; 32 empty ones kept for reuse.
+  PipePool pipes_{256, 32};
 
   // What own() made, by key; loop thread only.
   std::map<std::string, std::shared_ptr<void>> owned_;

@@ -70,7 +70,7 @@ else
   rounds=${BENCH_ROUNDS:-3}
   duration=${BENCH_DURATION:-2}
   warmup=${BENCH_WARMUP:-0.5}
-  default_targets="direct evgate-w1 evgate-w2 haproxy-w1 haproxy-w2 haproxy-splice-w1"
+  default_targets="direct evgate-w1 evgate-copy-w1 evgate-w2 haproxy-w1 haproxy-w2 haproxy-splice-w1"
   default_targets+=" haproxy-splice-w2 nginx-w1 nginx-w2 lerelay-w1"
 fi
 read -ra targets <<<"${BENCH_TARGETS:-$default_targets}"
@@ -82,7 +82,7 @@ idle_baseline=${BENCH_IDLE_BASELINE:-1000}
 port_backend=19000
 declare -A port=([direct]=19000 [evgate-w1]=19001 [evgate-w2]=19002 [haproxy-w1]=19003
   [haproxy-w2]=19004 [haproxy-splice-w1]=19005 [haproxy-splice-w2]=19006 [nginx-w1]=19007
-  [nginx-w2]=19008 [lerelay-w1]=19009)
+  [nginx-w2]=19008 [lerelay-w1]=19009 [evgate-copy-w1]=19010)
 for t in "${targets[@]}"; do
   [ -n "${port[$t]:-}" ] || { echo "bench-relay: unknown target $t" >&2; exit 2; }
 done
@@ -95,7 +95,7 @@ if [ "${1:-}" = "--inside" ]; then
   # The listening ports must never be handed out as ephemeral ports (a connect()'s source port,
   # live or in TIME_WAIT, would make the next relay's bind() fail): reserve them. The stock range
   # (32768-60999) does not reach them.
-  sysctl -q -w net.ipv4.ip_local_reserved_ports="$port_backend-19009"
+  sysctl -q -w net.ipv4.ip_local_reserved_ports="$port_backend-19010"
   if [ "$phase" = wide ]; then
     sysctl -q -w net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse_delay=100
   fi
@@ -158,6 +158,11 @@ listeners:
     cluster: echo
     max_connections: 9800
 EOF
+      if [ "$w" = 1 ]; then
+        # The same relay copying every byte through user space: what splice() is worth.
+        sed -e "s/:${port[evgate-w1]}\$/:${port[evgate-copy-w1]}/" \
+          -e '$a\    splice: "off"' "$out/conf/evgate-w1.yaml" >"$out/conf/evgate-copy-w1.yaml"
+      fi
       for t in haproxy-w$w haproxy-splice-w$w; do
         cat >"$out/conf/$t.cfg" <<EOF
 global

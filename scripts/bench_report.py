@@ -22,6 +22,7 @@ from dataclasses import dataclass
 TARGETS = {
     "direct": ("direct (no relay)", "direct", 0),
     "evgate-w1": ("evgate, 1 worker", "evgate", 1),
+    "evgate-copy-w1": ("evgate, 1 worker, splice off", "evgate", 1),
     "haproxy-w1": ("HAProxy, 1 thread", "haproxy", 1),
     "haproxy-splice-w1": ("HAProxy splice, 1 thread", "haproxy", 1),
     "nginx-w1": ("nginx, 1 worker", "nginx", 1),

@@ -76,6 +76,10 @@ void addFields(CLI::App* command, FieldFlags<v1::Listener>& f, bool create) {
   f.add(command, "--proxy-protocol-timeout", "The whole PROXY header must arrive within this",
         "proxy_protocol_timeout", setDuration(&v1::Listener::mutable_proxy_protocol_timeout))
       ->check(durationText());
+  f.add(command, "--splice", "How flows move bulk bytes: splice() when bulk (auto), never, always",
+        "splice",
+        [](v1::Listener& l, const std::string& v) { l.set_splice(toEnum<v1::SpliceMode>(v)); })
+      ->check(enumText<v1::SpliceMode>());
 }
 
 void list(Session& s) {

@@ -154,6 +154,7 @@ void printListener(std::ostream& out, const v1::Listener& l) {
   lines.add("accept_proxy_protocol", yesNo(l.accept_proxy_protocol()));
   lines.add("proxy_protocol_timeout",
             duration(l.has_proxy_protocol_timeout(), l.proxy_protocol_timeout()));
+  lines.add("splice", enumText(l.splice()));
   lines.add("paused", yesNo(l.paused()));
   lines.add("resume_time", timeText(l.has_resume_time() ? &l.resume_time() : nullptr));
   lines.add("active_connections", std::to_string(l.active_connections()));

@@ -21,6 +21,9 @@ using Duration = std::chrono::nanoseconds;
 enum class LbPolicy { kRoundRobin, kLeastConnections, kRandomTwo, kHashClientIp };
 
 enum class ProxyProtocol { kNone, kV1, kV2 };
+// How a listener's flows move bulk bytes: splice() through a kernel pipe when reads come in
+// large chunks (auto), never, or always (every chunk; for tests and comparisons).
+enum class SpliceMode : uint8_t { kAuto, kOff, kAlways };
 
 // What an operator allows an endpoint to do. kDraining: no new flows, the flows it has go on;
 // kDisabled: the same for the data plane (flows already open are not cut either).
@@ -79,6 +82,7 @@ struct ListenerConfig {
   std::vector<Cidr> allow;  // empty: everyone
   bool acceptProxyProtocol = false;
   Duration proxyProtocolTimeout = std::chrono::seconds(5);
+  SpliceMode splice = SpliceMode::kAuto;
   bool paused = false;  // bound, but not accepting: connections wait in the backlog
 
   bool operator==(const ListenerConfig&) const = default;

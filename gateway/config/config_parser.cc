@@ -680,7 +680,7 @@ std::optional<ListenerConfig> Parser::parseListener(const Value& value) {
       *this, value,
       {"name", "bind", "cluster", "max_connections", "buffer_limit", "idle_timeout",
        "half_close_timeout", "max_lifetime", "max_lifetime_jitter", "allow", "proxy_protocol",
-       "proxy_protocol_timeout", "paused"});
+       "proxy_protocol_timeout", "splice", "paused"});
   ListenerConfig listener;
   if (const auto name = fields.get("name")) {
     if (auto parsed = readName(*name)) {
@@ -720,6 +720,8 @@ std::optional<ListenerConfig> Parser::parseListener(const Value& value) {
   take(fields, "proxy_protocol", listener.acceptProxyProtocol,
        [&](const Value& v) { return readEnum(v, kAcceptProxyProtocolNames); });
   take(fields, "proxy_protocol_timeout", listener.proxyProtocolTimeout, readPositive);
+  take(fields, "splice", listener.splice,
+       [&](const Value& v) { return readEnum(v, kSpliceModeNames); });
   take(fields, "paused", listener.paused,
        [&](const Value& v) { return readEnum(v, kBooleanNames); });
   if (errors_.size() != errorsBefore) return std::nullopt;

@@ -36,6 +36,12 @@ inline constexpr std::array<EnumName<bool>, 2> kAcceptProxyProtocolNames{{
     {"none", false},
     {"accept", true},
 }};
+// A listener's splice.
+inline constexpr std::array<EnumName<SpliceMode>, 3> kSpliceModeNames{{
+    {"auto", SpliceMode::kAuto},
+    {"off", SpliceMode::kOff},
+    {"always", SpliceMode::kAlways},
+}};
 inline constexpr std::array<EnumName<EndpointAdminState>, 3> kEndpointAdminStateNames{{
     {"active", EndpointAdminState::kActive},
     {"draining", EndpointAdminState::kDraining},

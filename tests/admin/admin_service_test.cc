@@ -137,6 +137,13 @@ TEST_F(AdminServiceTest, CreateListenerErrorsNameTheProblemAndChangeNothing) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("listener.buffer_limit_bytes"), std::string::npos);
 
+  bad = listenerNamed("bad");
+  bad.set_splice(static_cast<v1::SpliceMode>(42));
+  status = createListener(bad, out);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("listener.splice: unknown mode 42"), std::string::npos)
+      << status.error_message();
+
   bad = listenerNamed("bad/name");
   EXPECT_EQ(createListener(bad, out).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 

@@ -140,6 +140,7 @@ listeners:
     allow: [ "10.0.0.0/8", "::1", "2001:db8::/32" ]
     proxy_protocol: accept
     proxy_protocol_timeout: 3s
+    splice: always
   - name: internal
     bind: "[::]:8081"
     cluster: other.pool-2
@@ -205,6 +206,7 @@ listeners:
             (std::vector<Cidr>{cidr("10.0.0.0/8"), cidr("::1/128"), cidr("2001:db8::/32")}));
   EXPECT_TRUE(web.acceptProxyProtocol);
   EXPECT_EQ(web.proxyProtocolTimeout, seconds(3));
+  EXPECT_EQ(web.splice, SpliceMode::kAlways);
 
   const ListenerConfig& internal = config.listeners[1];
   ListenerConfig expected;
@@ -303,6 +305,7 @@ listeners:
     bnd: 0.0.0.0:8080
     cluster: backends
     buffer_limit: 64 kilobytes
+    splice: sometimes
   - name: api
     bind: 0.0.0.0:8081
     cluster: nope
@@ -320,7 +323,9 @@ listeners:
           R"(t.yaml:11:5: listeners[0]: unknown key "bnd" (did you mean "bind"?))",
           R"(t.yaml:13:19: listeners[0].buffer_limit: expected a size like 64KiB, )"
           R"(got "64 kilobytes")",
-          R"(t.yaml:16:14: listeners[1].cluster: unknown cluster "nope")",
+          R"(t.yaml:14:13: listeners[0].splice: expected one of auto, off, always, )"
+          R"(got "sometimes")",
+          R"(t.yaml:17:14: listeners[1].cluster: unknown cluster "nope")",
       }));
 }
 

@@ -302,7 +302,12 @@ SocketAddress refusedAddress() {
 
 class FlowTest : public ::testing::Test {
  protected:
+  // How the flows move bulk bytes; the production default unless a suite says otherwise.
+  virtual SpliceMode spliceMode() const { return SpliceMode::kAuto; }
+
   void SetUp() override {
+    settings_.pipes = &pipes_;
+    settings_.splice = spliceMode();
     settings_.bufferLimit = 64 * kKiB;
     settings_.idleTimeout = 30s;
     settings_.halfCloseTimeout = 30s;
@@ -355,6 +360,34 @@ class FlowTest : public ::testing::Test {
 
   bool closedCount(size_t n) { return registry_.closed.size() >= n; }
 
+  // Both directions at once: the client sends A and half-closes, the upstream sends B and
+  // half-closes; each side receives exactly the other's bytes; the flow ends normally.
+  void relayBothWays(size_t size) {
+    const std::string a = randomPayload(size, 1);
+    const std::string b = randomPayload(size, 2);
+    FakeServer& up = server([&](TestConn& c) { c.send(b, true); });
+    picker_.endpoints = {up.address()};
+    TestConn& cl = client();
+    cl.send(a, true);
+    ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof && up.conn().eof; }, 60s));
+    ASSERT_EQ(up.conns().size(), 1u);
+    EXPECT_EQ(cl.received, size);
+    EXPECT_EQ(cl.hash, hashOf(b));
+    EXPECT_EQ(up.conn().received, size);
+    EXPECT_EQ(up.conn().hash, hashOf(a));
+    const ClosedFlow& f = registry_.closed[0];
+    EXPECT_TRUE(f.reason == CloseReason::kClientEof || f.reason == CloseReason::kUpstreamEof)
+        << toString(f.reason);
+    EXPECT_EQ(f.bytesIn, size);
+    EXPECT_EQ(f.bytesOut, size);
+    EXPECT_EQ(f.upstream, up.address());
+    EXPECT_EQ(picker_.ended.size(), 1u);
+    // A closed flow holds no pipe.
+    EXPECT_EQ(pipes_.lent(), 0u);
+  }
+
+  // First, so that it outlives every flow.
+  PipePool pipes_{64, 8};
   EventBase base_;
   FakePicker picker_;
   Registry registry_;
@@ -368,9 +401,33 @@ class FlowTest : public ::testing::Test {
 
 // ---- relay -------------------------------------------------------------------------------------
 
-// Both directions at once: the client sends A and half-closes, the upstream sends B and
-// half-closes; each side receives exactly the other's bytes; the flow ends normally.
 class FlowRelayTest : public FlowTest, public ::testing::WithParamInterface<size_t> {};
+
+// The data-path cases once per splice mode: copied (off), switched by chunk size (auto), and
+// spliced from the first byte (always).
+class FlowModeTest : public FlowTest, public ::testing::WithParamInterface<SpliceMode> {
+ protected:
+  SpliceMode spliceMode() const override { return GetParam(); }
+
+  // What a flow held back by a peer that does not read holds at least: half its limit when
+  // copying; with splice, what the pipe took before it was full, which depends on how the
+  // kernel cut the stream into buffers (a pipe has 16 slots, not a byte count).
+  size_t heldBackAtLeast() const {
+    return GetParam() == SpliceMode::kOff ? settings_.bufferLimit / 2 : 1;
+  }
+};
+
+std::string modeName(const ::testing::TestParamInfo<SpliceMode>& info) {
+  switch (info.param) {
+    case SpliceMode::kAuto:
+      return "Auto";
+    case SpliceMode::kOff:
+      return "Off";
+    case SpliceMode::kAlways:
+      return "Always";
+  }
+  return "Unknown";
+}
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool kSanitized = true;
@@ -383,32 +440,23 @@ TEST_P(FlowRelayTest, BothDirectionsAtOnceArriveIntact) {
   // A gibibyte each way takes a few seconds in an optimised build and minutes under a sanitizer,
   // which the smaller sizes already cover.
   if (kSanitized && size > (size_t{64} << 20)) GTEST_SKIP() << "1 GiB runs unsanitized only";
-  const std::string a = randomPayload(size, 1);
-  const std::string b = randomPayload(size, 2);
-  FakeServer& up = server([&](TestConn& c) { c.send(b, true); });
-  picker_.endpoints = {up.address()};
-  TestConn& cl = client();
-  cl.send(a, true);
-  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof && up.conn().eof; }, 60s));
-  ASSERT_EQ(up.conns().size(), 1u);
-  EXPECT_EQ(cl.received, size);
-  EXPECT_EQ(cl.hash, hashOf(b));
-  EXPECT_EQ(up.conn().received, size);
-  EXPECT_EQ(up.conn().hash, hashOf(a));
-  const ClosedFlow& f = registry_.closed[0];
-  EXPECT_TRUE(f.reason == CloseReason::kClientEof || f.reason == CloseReason::kUpstreamEof)
-      << toString(f.reason);
-  EXPECT_EQ(f.bytesIn, size);
-  EXPECT_EQ(f.bytesOut, size);
-  EXPECT_EQ(f.upstream, up.address());
-  EXPECT_EQ(picker_.ended.size(), 1u);
+  relayBothWays(size);
+}
+
+TEST_P(FlowModeTest, BothDirectionsAtOnceArriveIntact) {
+  relayBothWays(size_t{8} << 20);
+  if (GetParam() == SpliceMode::kOff) {
+    EXPECT_EQ(pipes_.open(), 0u);
+  } else {
+    EXPECT_GT(pipes_.open(), 0u);  // the bytes went through pipes
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, FlowRelayTest,
                          ::testing::Values(size_t{1024}, size_t{1} << 20, size_t{32} << 20,
                                            size_t{1} << 30));
 
-TEST_F(FlowTest, ManyConcurrentFlowsEcho) {
+TEST_P(FlowModeTest, ManyConcurrentFlowsEcho) {
   constexpr size_t kFlows = 200;
   FakeServer& up = server([](TestConn& c) { c.echo = true; });
   picker_.endpoints = {up.address()};
@@ -433,7 +481,7 @@ TEST_F(FlowTest, ManyConcurrentFlowsEcho) {
 
 // ---- half-close --------------------------------------------------------------------------------
 
-TEST_F(FlowTest, HalfCloseClientFirstOtherDirectionKeepsFlowing) {
+TEST_P(FlowModeTest, HalfCloseClientFirstOtherDirectionKeepsFlowing) {
   const std::string reply = randomPayload(1 << 20, 3);
   // The upstream starts answering only after it saw the client's EOF.
   FakeServer& up = server([&](TestConn& c) {
@@ -453,7 +501,7 @@ TEST_F(FlowTest, HalfCloseClientFirstOtherDirectionKeepsFlowing) {
   EXPECT_EQ(registry_.closed[0].reason, CloseReason::kClientEof);
 }
 
-TEST_F(FlowTest, HalfCloseUpstreamFirstOtherDirectionKeepsFlowing) {
+TEST_P(FlowModeTest, HalfCloseUpstreamFirstOtherDirectionKeepsFlowing) {
   const std::string upload = randomPayload(1 << 20, 4);
   FakeServer& up = server([](TestConn& c) {
     c.write("banner");
@@ -489,7 +537,7 @@ TEST_F(FlowTest, HalfCloseTimeout) {
 
 // ---- resets ------------------------------------------------------------------------------------
 
-TEST_F(FlowTest, ClientResetClosesUpstreamPromptly) {
+TEST_P(FlowModeTest, ClientResetClosesUpstreamPromptly) {
   FakeServer& up = server(nullptr);
   picker_.endpoints = {up.address()};
   TestConn& cl = client();
@@ -504,7 +552,7 @@ TEST_F(FlowTest, ClientResetClosesUpstreamPromptly) {
   EXPECT_EQ(up.conn().err, ECONNRESET);
 }
 
-TEST_F(FlowTest, UpstreamResetClosesClientPromptly) {
+TEST_P(FlowModeTest, UpstreamResetClosesClientPromptly) {
   FakeServer& up = server([](TestConn& c) { c.resetAfterBytes = 5; });
   picker_.endpoints = {up.address()};
   TestConn& cl = client();
@@ -512,6 +560,81 @@ TEST_F(FlowTest, UpstreamResetClosesClientPromptly) {
   ASSERT_TRUE(runUntil([&] { return closedCount(1); }, 2s));
   EXPECT_EQ(registry_.closed[0].reason, CloseReason::kUpstreamReset);
   ASSERT_TRUE(runUntil([&] { return cl.error || cl.eof; }, 2s));
+  EXPECT_TRUE(cl.error);
+  EXPECT_EQ(cl.err, ECONNRESET);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, FlowModeTest,
+                         ::testing::Values(SpliceMode::kOff, SpliceMode::kAuto,
+                                           SpliceMode::kAlways),
+                         modeName);
+
+// ---- splice ------------------------------------------------------------------------------------
+
+// Auto: small chunks are copied (no pipe is ever taken), a bulk transfer is spliced, and an idle
+// flow holds no pipe once its bytes have arrived.
+TEST_F(FlowTest, AutoSplicesBulkOnlyAndHoldsNoPipeWhenIdle) {
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  std::string echoed;
+  for (int i = 0; i < 50; ++i) {
+    const std::string message = randomPayload(64, 100 + i);
+    echoed += message;
+    cl.write(message);
+    ASSERT_TRUE(runUntil([&] { return cl.received == echoed.size(); }));
+  }
+  EXPECT_EQ(cl.hash, hashOf(echoed));
+  EXPECT_EQ(pipes_.open(), 0u);
+  EXPECT_EQ(pipes_.refused(), 0u);
+
+  const std::string bulk = randomPayload(size_t{16} << 20, 9);
+  echoed += bulk;
+  cl.send(bulk, false);
+  ASSERT_TRUE(runUntil([&] { return cl.received == echoed.size(); }, 60s));
+  EXPECT_EQ(cl.hash, hashOf(echoed));
+  EXPECT_GT(pipes_.open(), 0u);
+  // Everything arrived and the flow is idle (still open): its pipes are back in the pool.
+  ASSERT_NE(onlyFlow(), nullptr);
+  EXPECT_EQ(pipes_.lent(), 0u);
+  EXPECT_EQ(onlyFlow()->bufferedBytes(), 0u);
+}
+
+TEST_F(FlowTest, NoPipeLeftCopiesInstead) {
+  PipePool none(0, 0);
+  settings_.pipes = &none;
+  settings_.splice = SpliceMode::kAlways;
+  const std::string a = randomPayload(size_t{4} << 20, 10);
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.send(a, true);
+  ASSERT_TRUE(runUntil([&] { return closedCount(1) && cl.eof; }, 60s));
+  EXPECT_EQ(cl.hash, hashOf(a));
+  EXPECT_GT(none.refused(), 0u);
+  EXPECT_EQ(none.open(), 0u);
+}
+
+// Spliced bytes that the client never takes count as buffered, within the limit, and a close
+// gives the pipe's bytes up with a reset, like an output's.
+TEST_F(FlowTest, AlwaysPipeHoldsBackpressuredBytes) {
+  settings_.splice = SpliceMode::kAlways;
+  const std::string flood = randomPayload(16 << 20, 11);
+  FakeServer& up = server([&](TestConn& c) { c.send(flood, true); });
+  picker_.endpoints = {up.address()};
+  TestConn& cl = client();
+  cl.pauseReading();
+  ASSERT_TRUE(runUntil([&] { return onlyFlow() != nullptr && onlyFlow()->bufferedBytes() > 0; }));
+  runFor(300ms);
+  ASSERT_FALSE(up.conns().empty());
+  EXPECT_GT(up.conn().unsent(), 0u);  // held back: the flow stopped reading
+  EXPECT_EQ(pipes_.lent(), 1u);
+  EXPECT_GT(onlyFlow()->bufferedBytes(), 0u);
+  EXPECT_LE(onlyFlow()->bufferedBytes(), settings_.bufferLimit);
+  onlyFlow()->close(CloseReason::kAdmin);
+  EXPECT_EQ(pipes_.lent(), 0u);
+  cl.resumeReading();
+  ASSERT_TRUE(runUntil([&] { return cl.error || cl.eof; }, 5s));
   EXPECT_TRUE(cl.error);
   EXPECT_EQ(cl.err, ECONNRESET);
 }
@@ -666,7 +789,7 @@ TEST_F(FlowTest, MaxLifetime) {
 // The upstream floods 64 MiB at a client that does not read: the flow's buffers stay bounded
 // (sampled every loop pass and by a 1 ms timer), the upstream is held back by TCP, and once the
 // client reads everything arrives intact.
-TEST_F(FlowTest, BackpressureClientNeverReads) {
+TEST_P(FlowModeTest, BackpressureClientNeverReads) {
   const size_t limit = settings_.bufferLimit;
   const std::string flood = randomPayload(64 << 20, 6);
   FakeServer& up = server([&](TestConn& c) { c.send(flood, true); });
@@ -684,7 +807,7 @@ TEST_F(FlowTest, BackpressureClientNeverReads) {
   sampler.add(1ms);
   ASSERT_TRUE(runUntil([&] {
     sample();
-    return onlyFlow() != nullptr && onlyFlow()->bufferedBytes() >= limit / 2;
+    return onlyFlow() != nullptr && onlyFlow()->bufferedBytes() >= heldBackAtLeast();
   }));
   runFor(300ms);
   sample();
@@ -704,12 +827,12 @@ TEST_F(FlowTest, BackpressureClientNeverReads) {
   ASSERT_TRUE(runUntil([&] { return closedCount(1); }));
   EXPECT_EQ(registry_.closed[0].reason, CloseReason::kUpstreamEof);
   EXPECT_LE(peak, 2 * limit + 64 * kKiB);
-  EXPECT_GE(peak, limit / 2);
+  EXPECT_GE(peak, heldBackAtLeast());
   RecordProperty("peak_buffered_bytes", std::to_string(peak));
 }
 
 // The other direction: the upstream never reads while the client floods.
-TEST_F(FlowTest, BackpressureUpstreamNeverReads) {
+TEST_P(FlowModeTest, BackpressureUpstreamNeverReads) {
   const size_t limit = settings_.bufferLimit;
   const std::string flood = randomPayload(16 << 20, 7);
   FakeServer& up = server([](TestConn& c) { c.pauseReading(); });
@@ -719,7 +842,7 @@ TEST_F(FlowTest, BackpressureUpstreamNeverReads) {
   size_t peak = 0;
   ASSERT_TRUE(runUntil([&] {
     if (Flow* f = onlyFlow()) peak = std::max(peak, f->bufferedBytes());
-    return onlyFlow() != nullptr && onlyFlow()->bufferedBytes() >= limit / 2;
+    return onlyFlow() != nullptr && onlyFlow()->bufferedBytes() >= heldBackAtLeast();
   }));
   runFor(300ms);
   EXPECT_GT(cl.unsent(), 0u);
@@ -754,7 +877,7 @@ TEST_F(FlowTest, AdminCloseClosesBothSides) {
 }
 
 // Closing a side whose output still holds bytes sends a RST: those bytes will never arrive.
-TEST_F(FlowTest, AdminCloseWithUnsentBytesResetsThatSide) {
+TEST_P(FlowModeTest, AdminCloseWithUnsentBytesResetsThatSide) {
   const std::string flood = randomPayload(16 << 20, 8);
   FakeServer& up = server([&](TestConn& c) { c.send(flood, true); });
   picker_.endpoints = {up.address()};

@@ -44,7 +44,7 @@ TEST_F(EvgatectlTest, ListenerCreateSendsEveryFlag) {
       ctl("listener create web --bind 0.0.0.0:8080 --cluster backends --max-connections 10000 "
           "--buffer-limit 64KiB --idle-timeout 5m --half-close-timeout 30s --max-lifetime 1h "
           "--max-lifetime-jitter 250ms --allow 10.0.0.0/8 --allow 192.168.0.0/16 --proxy-protocol "
-          "--proxy-protocol-timeout 3s");
+          "--proxy-protocol-timeout 3s --splice off");
   ASSERT_EQ(r.code, 0) << r;
   EXPECT_TRUE(equalsText(fake_.last<v1::CreateListenerRequest>("CreateListener"), R"pb(
     listener {
@@ -60,6 +60,7 @@ TEST_F(EvgatectlTest, ListenerCreateSendsEveryFlag) {
       allow: [ "10.0.0.0/8", "192.168.0.0/16" ]
       accept_proxy_protocol: true
       proxy_protocol_timeout { seconds: 3 }
+      splice: SPLICE_MODE_OFF
     }
   )pb"));
   // The created listener as key: value lines.
