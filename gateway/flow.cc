@@ -243,7 +243,7 @@ void Flow::connectNext() {
     close(CloseReason::kConnectFailed);
     return;
   }
-  const std::optional<reactor::SocketAddress> endpoint = picker_.pick(client(), tried_);
+  const std::optional<reactor::SocketAddress> endpoint = picker_.pick(client(), tried_.all());
   if (!endpoint) {
     close(tried_.empty() ? CloseReason::kNoHealthyUpstream : CloseReason::kConnectFailed);
     return;

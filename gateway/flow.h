@@ -196,7 +196,7 @@ class Flow : public reactor::DeferredDeletable {
   // kNone until the flow is closed.
   CloseReason closeReason() const { return closeReason_; }
   // Endpoints tried so far, in order (the connected one last).
-  std::span<const reactor::SocketAddress> triedEndpoints() const { return tried_; }
+  std::span<const reactor::SocketAddress> triedEndpoints() const { return tried_.all(); }
   // Whether reading from a side is stopped by backpressure now (the flow is at its buffer limit
   // in at least one direction).
   bool atBufferLimit() const {
@@ -210,21 +210,22 @@ class Flow : public reactor::DeferredDeletable {
   struct Peer {
     explicit Peer(reactor::EventBase& base) : io(base, -1, 0, nullptr, nullptr) {}
 
-    int fd = -1;
     reactor::Event io;    // edge-triggered read + write, registered while fd >= 0
     reactor::Buffer out;  // bytes from the other side this socket has not taken yet
     // Bytes from the other side on their way by splice(), after everything in `out`; held only
     // while it has bytes (and during the pass that fills it).
     std::unique_ptr<Pipe> pipe;
-    bool connected = false;        // the client from the start; the upstream once connected
-    bool readable = false;         // a read edge came and the socket may still hold bytes
-    bool finQueued = false;        // the peer's FIN has arrived (EPOLLRDHUP): read until EOF
-    bool writable = true;          // no send has hit a full socket since the last write edge
-    bool eof = false;              // EOF read from this side
-    bool shutdownSent = false;     // SHUT_WR sent to this side (or the flow ended after its EOF)
-    bool shutdownPending = false;  // SHUT_WR to send once the output is flushed
-    bool paused = false;           // reading stopped by backpressure
-    bool bulk = false;             // bytes to this side come in bulk: splice them
+    int fd = -1;
+    // One bit each, beside fd: a flow is mostly idle memory.
+    bool connected : 1 = false;        // the client from the start; the upstream once connected
+    bool readable : 1 = false;         // a read edge came and the socket may still hold bytes
+    bool finQueued : 1 = false;        // the peer's FIN has arrived (EPOLLRDHUP): read until EOF
+    bool writable : 1 = true;          // no send has hit a full socket since the last write edge
+    bool eof : 1 = false;              // EOF read from this side
+    bool shutdownSent : 1 = false;     // SHUT_WR sent to this side (or the flow ended after EOF)
+    bool shutdownPending : 1 = false;  // SHUT_WR to send once the output is flushed
+    bool paused : 1 = false;           // reading stopped by backpressure
+    bool bulk : 1 = false;             // bytes to this side come in bulk: splice them
   };
 
   Flow(reactor::EventBase& base, uint64_t id, int clientFd, const reactor::SocketAddress& client,
@@ -306,7 +307,31 @@ class Flow : public reactor::DeferredDeletable {
   TimePoint pausedSince_[2] = {kNever, kNever};  // per side read from, while paused
 
   Peer peers_[2];
-  std::vector<reactor::SocketAddress> tried_;
+  // The endpoints tried, in order: inline while there is one (almost every flow), in a vector
+  // from the second attempt on.
+  class Tried {
+   public:
+    std::span<const reactor::SocketAddress> all() const {
+      if (more_) return *more_;
+      return {&first_, first_.length() == 0 ? 0u : 1u};
+    }
+    bool empty() const { return all().empty(); }
+    size_t size() const { return all().size(); }
+    const reactor::SocketAddress& back() const { return all().back(); }
+    void push_back(const reactor::SocketAddress& endpoint) {
+      if (!more_ && first_.length() == 0) {
+        first_ = endpoint;
+        return;
+      }
+      if (!more_) more_ = std::make_unique<std::vector<reactor::SocketAddress>>(1, first_);
+      more_->push_back(endpoint);
+    }
+
+   private:
+    reactor::SocketAddress first_;  // length 0: none yet
+    std::unique_ptr<std::vector<reactor::SocketAddress>> more_;
+  };
+  Tried tried_;
   uint64_t bytesFromClient_ = 0;
   uint64_t bytesFromUpstream_ = 0;
   State state_ = State::kConnecting;
