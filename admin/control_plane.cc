@@ -1,13 +1,14 @@
 #include "admin/control_plane.h"
 
 #include <google/protobuf/util/field_mask_util.h>
-#include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <future>
+#include <set>
+#include <string_view>
 #include <utility>
 
 #include "admin/resource_convert.h"
@@ -144,19 +145,23 @@ void ControlPlane::publish(v1::WatchEvent event) { hub_.publish(std::move(event)
 
 std::optional<std::string> ControlPlane::persist(const DesiredState& state) const {
   if (options_.stateFile.empty()) return std::nullopt;
-  google::protobuf::util::JsonPrintOptions print;
-  print.add_whitespace = true;
-  print.preserve_proto_field_names = true;
-  std::string json;
-  const auto status =
-      google::protobuf::util::MessageToJsonString(state.toProto(generation_ + 1), &json, print);
-  if (!status.ok()) return "cannot encode the state: " + status.ToString();
-  return writeFileDurably(options_.stateFile, json);
+  return writeFileDurably(options_.stateFile, state.toJson(generation_ + 1));
 }
 
-grpc::Status ControlPlane::checkBinds(const gateway::Config& config) const {
-  for (const gateway::ListenerConfig& listener : config.listeners) {
-    const gateway::ListenerConfig* running = gateway_.config().findListener(listener.name);
+ControlPlane::Change::Change(DesiredState& state, std::vector<v1::WatchEvent> changeNotices,
+                             bool changesOverlay, const char* changeCause)
+    : next(state),
+      notices(std::move(changeNotices)),
+      overlayChanged(changesOverlay),
+      cause(changeCause) {
+  next.beginEdits();
+}
+
+ControlPlane::Change::~Change() { next.undoEdits(); }
+
+grpc::Status ControlPlane::checkBinds(const std::vector<gateway::ListenerConfig>& listeners) const {
+  for (const gateway::ListenerConfig& listener : listeners) {
+    const gateway::ListenerConfig* running = gateway_.findListener(listener.name);
     if (running != nullptr && running->bind == listener.bind) continue;
     bool sharedWithRunning = false;
     for (const gateway::ListenerConfig& other : gateway_.config().listeners) {
@@ -177,30 +182,124 @@ grpc::Status ControlPlane::checkBinds(const gateway::Config& config) const {
   return grpc::Status::OK;
 }
 
-grpc::Status ControlPlane::commit(Change change, bool validateOnly) {
+gateway::Gateway::Delta ControlPlane::deltaOf(const Change& change) const {
+  gateway::Gateway::Delta delta;
+  for (const std::string& name : change.next.touchedClusters()) {
+    if (auto cluster = change.next.effectiveCluster(name)) {
+      delta.putClusters.push_back(std::move(*cluster));
+    } else if (gateway_.findCluster(name) != nullptr) {
+      delta.removeClusters.push_back(name);
+    }
+  }
+  for (const std::string& name : change.next.touchedListeners()) {
+    if (auto listener = change.next.effectiveListener(name)) {
+      delta.putListeners.push_back(std::move(*listener));
+    } else if (gateway_.findListener(name) != nullptr) {
+      delta.removeListeners.push_back(name);
+    }
+  }
+  return delta;
+}
+
+grpc::Status ControlPlane::checkDelta(const gateway::Gateway::Delta& delta) const {
+  std::set<std::string_view> putClusters;
+  for (const gateway::ClusterConfig& cluster : delta.putClusters) putClusters.insert(cluster.name);
+  const std::set<std::string_view> removedClusters(delta.removeClusters.begin(),
+                                                   delta.removeClusters.end());
+  const auto clusterExists = [&](const std::string& name) {
+    return putClusters.contains(name) ||
+           (!removedClusters.contains(name) && gateway_.findCluster(name) != nullptr);
+  };
+  std::set<std::string_view> named(delta.removeListeners.begin(), delta.removeListeners.end());
+  for (const gateway::ListenerConfig& listener : delta.putListeners) named.insert(listener.name);
+  const auto missingCluster = [](const gateway::ListenerConfig& listener) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "listener " + listener.name + " uses cluster " + listener.cluster +
+                            ", which does not exist");
+  };
+  for (const gateway::ListenerConfig& listener : delta.putListeners) {
+    if (!clusterExists(listener.cluster)) return missingCluster(listener);
+  }
+  // Running listeners the delta does not name keep their cluster: it must stay.
+  if (!removedClusters.empty()) {
+    for (const gateway::ListenerConfig& listener : gateway_.config().listeners) {
+      if (!named.contains(listener.name) && removedClusters.contains(listener.cluster)) {
+        return missingCluster(listener);
+      }
+    }
+  }
+  // The admin and metrics addresses are the daemon's own (as the file's parser checks too); every
+  // other bind (port 0 excepted) belongs to one listener.
+  const gateway::Config& running = gateway_.config();
+  const std::pair<const char*, std::optional<reactor::SocketAddress>> reserved[] = {
+      {"admin.address", reactor::SocketAddress::parse(running.admin.address)},
+      {"metrics.address", reactor::SocketAddress::parse(running.metrics.address)}};
+  for (size_t i = 0; i < delta.putListeners.size(); ++i) {
+    const gateway::ListenerConfig& listener = delta.putListeners[i];
+    if (listener.bind.port() == 0) continue;
+    for (const auto& [what, address] : reserved) {
+      if (address && address->port() != 0 && *address == listener.bind) {
+        return grpc::Status(
+            grpc::StatusCode::FAILED_PRECONDITION,
+            "listener " + listener.name + ": " + listener.bind.toString() + " is the " + what);
+      }
+    }
+    const auto usedBy = [&listener](const std::string& other) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "listener " + listener.name + ": " + listener.bind.toString() +
+                              " is already used by listener " + other);
+    };
+    for (size_t j = 0; j < i; ++j) {
+      if (delta.putListeners[j].bind == listener.bind) return usedBy(delta.putListeners[j].name);
+    }
+    // One pass over the running listeners: compares of addresses, no allocation.
+    for (const gateway::ListenerConfig& other : running.listeners) {
+      if (other.bind == listener.bind && !named.contains(other.name)) return usedBy(other.name);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlPlane::commit(Change& change, bool validateOnly) {
   if (draining_) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "the gateway is draining; it accepts no more changes");
   }
-  const gateway::Config next = change.next.effective();
-  if (grpc::Status status = checkReferences(next); !status.ok()) return status;
-  if (validateOnly) return checkBinds(next);
-
-  const gateway::Config previous = gateway_.config();
-  if (const auto error = gateway_.reload(next, change.cause)) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, *error);
+  // The state file is written once everything that can fail has succeeded, before the workers
+  // commit: a write that fails leaves the gateway as it was.
+  std::optional<std::string> persistError;
+  gateway::Gateway::PreCommit writeState;
+  if (change.overlayChanged && !options_.stateFile.empty()) {
+    writeState = [this, &persistError]() -> std::optional<std::string> {
+      persistError = persist(state_);
+      return persistError;
+    };
   }
-  if (change.overlayChanged) {
-    if (const auto error = persist(change.next)) {
-      // Not on disk: not acknowledged, so it must not run either.
-      if (const auto undo = gateway_.reload(previous, "undo")) {
-        gateway::logError("cannot undo a change that could not be saved: " + *undo);
-      }
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "cannot write the state file, nothing changed: " + *error);
+  std::optional<std::string> error;
+  if (change.next.baseReplaced()) {
+    // A reload: the whole configuration, checked and diffed as a whole.
+    const gateway::Config next = state_.effective();
+    if (grpc::Status status = checkReferences(next); !status.ok()) return status;
+    if (validateOnly) return checkBinds(next.listeners);
+    error = gateway_.reload(next, change.cause, writeState);
+  } else {
+    const gateway::Gateway::Delta delta = deltaOf(change);
+    if (grpc::Status status = checkDelta(delta); !status.ok()) return status;
+    if (validateOnly) return checkBinds(delta.putListeners);
+    const bool touchesGateway = !delta.putListeners.empty() || !delta.removeListeners.empty() ||
+                                !delta.putClusters.empty() || !delta.removeClusters.empty();
+    if (touchesGateway) {
+      error = gateway_.apply(delta, change.cause, writeState);
+    } else if (writeState) {
+      error = writeState();  // scheduled events and pause deadlines only
     }
   }
-  state_ = std::move(change.next);
+  if (persistError) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "cannot write the state file, nothing changed: " + *persistError);
+  }
+  if (error) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, *error);
+  change.next.keepEdits();
   ++generation_;
   lastChange_ = wallNow();
   if (metrics_ != nullptr)
@@ -219,30 +318,24 @@ grpc::Status ControlPlane::reload(gateway::Config base) {
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_CONFIG_RELOADED)}, false, ""};
   change.next.setBase(std::move(base));
   change.notices[0].set_detail(options_.configFile);
-  return commit(std::move(change), false);
+  return commit(change, false);
 }
 
 const gateway::ListenerConfig* ControlPlane::findListener(const std::string& name) const {
-  return gateway_.config().findListener(name);
+  return gateway_.findListener(name);
 }
 
 const gateway::ClusterConfig* ControlPlane::findCluster(const std::string& name) const {
-  return gateway_.config().findCluster(name);
+  return gateway_.findCluster(name);
 }
 
 std::shared_ptr<gateway::ListenerState> ControlPlane::runningListener(
     const std::string& name) const {
-  for (const auto& listener : gateway_.listeners()) {
-    if (listener->config.name == name) return listener;
-  }
-  return nullptr;
+  return gateway_.listener(name);
 }
 
 std::shared_ptr<gateway::ClusterState> ControlPlane::runningCluster(const std::string& name) const {
-  for (const auto& cluster : gateway_.clusters()) {
-    if (cluster->config().name == name) return cluster;
-  }
-  return nullptr;
+  return gateway_.cluster(name);
 }
 
 void ControlPlane::describeListener(const gateway::ListenerConfig& config, v1::Listener& out,
@@ -336,7 +429,7 @@ grpc::Status ControlPlane::createListener(const v1::CreateListenerRequest& reque
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_LISTENER_CREATED)}};
   change.next.putListener(listener);
   change.notices[0].set_listener(listener.name);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   describeListener(listener, out, request.validate_only());
@@ -394,7 +487,7 @@ grpc::Status ControlPlane::updateListener(const v1::UpdateListenerRequest& reque
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_LISTENER_UPDATED)}};
   change.next.putListener(listener);
   change.notices[0].set_listener(name);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   describeListener(listener, out, request.validate_only());
@@ -420,7 +513,7 @@ grpc::Status ControlPlane::deleteListener(const v1::DeleteListenerRequest& reque
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_LISTENER_DELETED)}};
   change.next.removeListener(name);
   change.notices[0].set_listener(name);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   if (request.validate_only() || running == nullptr) return grpc::Status::OK;
@@ -458,7 +551,7 @@ grpc::Status ControlPlane::setPaused(const std::string& name, bool paused,
     change.notices[0].set_detail("until " + TimeUtil::ToString(toTimestamp(resumeAt)));
   }
   change.notices[0].set_listener(name);
-  if (grpc::Status status = commit(std::move(change), validateOnly); !status.ok()) return status;
+  if (grpc::Status status = commit(change, validateOnly); !status.ok()) return status;
   if (!validateOnly) {
     disarm("pause " + name);
     if (duration) armPause(name);
@@ -498,7 +591,7 @@ grpc::Status ControlPlane::createCluster(const v1::CreateClusterRequest& request
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_CLUSTER_CREATED)}};
   change.next.putCluster(cluster);
   change.notices[0].set_cluster(cluster.name);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   describeCluster(cluster, out, request.validate_only());
@@ -538,7 +631,7 @@ grpc::Status ControlPlane::changeCluster(
   Change change{state_, {std::move(event)}};
   change.next.putCluster(cluster);
   change.notices[0].set_cluster(name);
-  if (grpc::Status status = commit(std::move(change), validateOnly); !status.ok()) return status;
+  if (grpc::Status status = commit(change, validateOnly); !status.ok()) return status;
   describeCluster(cluster, out, validateOnly);
   return grpc::Status::OK;
 }
@@ -583,7 +676,7 @@ grpc::Status ControlPlane::deleteCluster(const v1::DeleteClusterRequest& request
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_CLUSTER_DELETED)}};
   change.next.removeCluster(name);
   change.notices[0].set_cluster(name);
-  return commit(std::move(change), request.validate_only());
+  return commit(change, request.validate_only());
 }
 
 grpc::Status ControlPlane::addEndpoint(const v1::AddEndpointRequest& request, v1::Cluster& out) {

@@ -48,6 +48,7 @@ std::string flagsText(reactor::EventMask mask) {
   add(reactor::kPersist, "persist");
   add(reactor::kEdgeTriggered, "et");
   add(reactor::kClosed, "closed");
+  add(reactor::kExclusive, "exclusive");
   return out;
 }
 
@@ -208,7 +209,7 @@ void ControlPlane::fireEvent(const std::string& name) {
     deleted.set_detail("ran its last firing");
     change.notices.push_back(std::move(deleted));
   }
-  const grpc::Status status = commit(std::move(change), false);
+  const grpc::Status status = commit(change, false);
   if (!status.ok()) {
     gateway::logError("scheduled event " + name +
                       ": cannot record its firing: " + describe(status));
@@ -354,7 +355,7 @@ grpc::Status ControlPlane::createEvent(const v1::CreateEventRequest& request,
   created.set_scheduled_event(event.name());
   Change change{state_, {created}};
   change.next.putEvent(event);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   if (!request.validate_only()) armEvent(event.name());
@@ -373,7 +374,7 @@ grpc::Status ControlPlane::deleteEvent(const v1::DeleteEventRequest& request) {
   deleted.set_scheduled_event(name);
   Change change{state_, {deleted}};
   change.next.removeEvent(name);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   if (!request.validate_only()) disarm("event " + name);

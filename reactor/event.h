@@ -21,6 +21,12 @@ inline constexpr EventMask kSignal = 0x08;         // EV_SIGNAL: fd is a signal 
 inline constexpr EventMask kPersist = 0x10;        // EV_PERSIST: stays pending after its callback
 inline constexpr EventMask kEdgeTriggered = 0x20;  // EV_ET: edge-triggered (epoll backend)
 inline constexpr EventMask kClosed = 0x80;         // EV_CLOSED: the peer closed (EPOLLRDHUP)
+// evgate's, no libevent equivalent: for an fd that several loops wait on at once (one listening
+// socket shared by every worker), a readiness wakes one of the loops rather than all of them
+// (EPOLLEXCLUSIVE, Linux 4.5; the poll backend ignores it and wakes them all). With kRead and/or
+// kWrite only (not kClosed). As with kEdgeTriggered, one base's events on an fd are either all
+// exclusive or none (add() fails with EINVAL otherwise).
+inline constexpr EventMask kExclusive = 0x100;
 
 // The callback of an event: the fd (or signal number), the bits that fired, and the argument
 // given when the event was set up.
