@@ -121,7 +121,7 @@ std::unique_ptr<Worker::Accepting> Worker::adopt(const Socket& socket) {
   // worker for the EMFILE trick, not one per listener: with thousands of listeners, the fds
   // go to flows.
   unsigned options = reactor::Listener::kDisabled | reactor::Listener::kSharedReserve;
-  if (socket.shared) options |= reactor::Listener::kExclusive;
+  if (socket.shared) options |= reactor::Listener::kExclusiveAccept;
   accepting->listener = reactor::Listener::adopt(*base_.load(), onAccept, accepting.get(), options,
                                                  /*backlog=*/0, socket.socket->fd());
   if (!accepting->listener) {

@@ -304,6 +304,12 @@ int EventBase::insertMapped(Event& ev) {
   FdSlot& slot = fds_[fd];
   const bool edge = (ev.events_ & kEdgeTriggered) != 0;
   const bool exclusive = (ev.events_ & kExclusive) != 0;
+  // epoll refuses EPOLLRDHUP on an exclusive registration: refused here, so that every backend
+  // agrees (kExclusive in event.h).
+  if (exclusive && (ev.events_ & kClosed)) {
+    errno = EINVAL;
+    return -1;
+  }
   // As libevent: one fd is either edge- or level-triggered for all its events. The same for
   // exclusive wake-ups (ours), which the kernel sets per registration too.
   if (!slot.events.empty() && ((slot.edge > 0) != edge || (slot.exclusive > 0) != exclusive)) {

@@ -117,8 +117,7 @@ Listener::Listener(EventBase& base, AcceptCallback cb, void* arg, unsigned optio
       options_(options),
       acceptCb_(cb),
       acceptArg_(arg),
-      // reactor::kExclusive, the event bit: Listener::kExclusive is the option's.
-      acceptEvent_(base, fd, kRead | kPersist | ((options & kExclusive) ? reactor::kExclusive : 0),
+      acceptEvent_(base, fd, kRead | kPersist | ((options & kExclusiveAccept) ? kExclusive : 0),
                    onReadable, this),
       retryEvent_(base, onRetry, this) {
   if (options & kSharedReserve) {
@@ -137,7 +136,11 @@ void Listener::setLabel(const std::string& label) {
 
 Listener::~Listener() {
   if (destroyed_ != nullptr) *destroyed_ = true;
-  // Unregister before closing, so the poller is told about an fd that still exists.
+  assert((sharedReserve_ == nullptr || sharedReserve_ == &threadReserve()) &&
+         "a kSharedReserve listener is destroyed on the thread that made it");
+  // Unregister before closing, so the poller is told about an fd that still exists. Always
+  // del(), never delBeforeClose(): the fd may stay open (kExclusiveAccept, or not kCloseOnFree),
+  // and then epoll would keep a registration that nobody removes.
   acceptEvent_.del();
   retryEvent_.del();
   if (sharedReserve_ == nullptr || --sharedReserve_->users == 0) {

@@ -52,15 +52,19 @@ class Listener final : public DeferredDeletable {
   static constexpr unsigned kReuseAddress = 0x08;  // bind(): SO_REUSEADDR
   static constexpr unsigned kDisabled = 0x20;      // start disabled: enable() to accept
   static constexpr unsigned kReusePort = 0x80;     // bind(): SO_REUSEPORT (one per worker)
-  // evgate's, beyond libevent's options (so far from its bits):
-  // The accept event is kExclusive: for one listening socket that several loops accept on
-  // (each with its own Listener over the same fd, none or one of them kCloseOnFree), a new
-  // connection wakes one loop rather than every one (nginx's EPOLLEXCLUSIVE accept).
-  static constexpr unsigned kExclusive = 0x10000;
+  // Our extensions, beyond libevent's options (so far from its bits):
+  // The accept event is registered with kExclusive (event.h): for one listening socket that
+  // several loops accept on (each with its own Listener over the same fd), a new connection
+  // wakes one loop rather than every one (nginx's EPOLLEXCLUSIVE accept). The fd stays open
+  // while the other loops wait on it, so such a listener unregisters with Event::del(), never
+  // delBeforeClose(), and at most the last of them to go may be kCloseOnFree (better: none, the
+  // socket's owner closes it once every listener on it is gone).
+  static constexpr unsigned kExclusiveAccept = 0x10000;
   // The EMFILE reserve fd is the loop thread's: one /dev/null fd shared by every listener with
   // this option on the thread (opened by the first, closed with the last), instead of one per
   // listener. What a process with thousands of listeners needs; the trick is the same, as only
-  // one callback runs at a time on a thread.
+  // one callback runs at a time on a thread. Such a listener must be destroyed on the thread
+  // that made it (asserted), which the thread rule below already asks.
   static constexpr unsigned kSharedReserve = 0x20000;
 
   // Accepts per readiness before the loop gets a turn.

@@ -424,6 +424,24 @@ TEST_P(EventLifecycleTest, MixingExclusiveAndSharedWakeUpsOnOneFdIsRefused) {
   EXPECT_FALSE(shared.pending());
 }
 
+// epoll refuses EPOLLRDHUP with EPOLLEXCLUSIVE; the base refuses the mix on every backend, before
+// the poller hears of it, so that the fd keeps its registration as it was.
+TEST_P(EventLifecycleTest, AnExclusiveEventThatWaitsForClosedIsRefused) {
+  EventBase base(options());
+  auto pair = makeSocketPair();
+  Calls calls;
+  Event closed(base, pair.a.get(), kRead | kClosed | kExclusive, Calls::callback, &calls);
+  EXPECT_EQ(closed.add(), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_FALSE(closed.pending());
+  Event reader(base, pair.a.get(), kRead | kExclusive, Calls::callback, &calls);
+  ASSERT_EQ(reader.add(), 0);
+  writeByte(pair.b.get());
+  base.loop(kLoopOnce);
+  EXPECT_EQ(calls.count, 1);
+  EXPECT_EQ(calls.lastWhat, kRead) << "kExclusive is not among the bits a callback gets";
+}
+
 // epoll refuses to modify an exclusive registration (EPOLL_CTL_MOD fails with EINVAL): adding
 // and removing a second exclusive event on the fd must re-register it, not lose it.
 TEST_P(EventLifecycleTest, ExclusiveReadAndWriteEventsOnOneFdComeAndGo) {

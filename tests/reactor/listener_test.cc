@@ -13,10 +13,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -444,6 +446,26 @@ size_t openFds() {
   return count - 1;
 }
 
+// How many epoll instances of this process have `fd` registered (/proc/self/fdinfo of each epoll
+// fd lists a "tfd: N" line per registered fd).
+size_t epollRegistrations(int fd) {
+  size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fdinfo")) {
+    std::ifstream info(entry.path());
+    std::string line;
+    while (std::getline(info, line)) {
+      // "tfd: <fd, padded> events: ...": the number after the tag.
+      if (line.rfind("tfd:", 0) != 0) continue;
+      std::istringstream fields(line);
+      std::string tag;
+      int registered = -1;
+      fields >> tag >> registered;
+      if (registered == fd) ++count;
+    }
+  }
+  return count;
+}
+
 TEST_P(ListenerTest, ListenersOfTwoLoopsOnOneSocketAcceptEachClientOnce) {
   EventBase first(options());
   EventBase second(options());
@@ -453,9 +475,9 @@ TEST_P(ListenerTest, ListenersOfTwoLoopsOnOneSocketAcceptEachClientOnce) {
   Recorder b;
   // Neither closes the shared socket: its owner does, once both are gone.
   std::unique_ptr<Listener> onFirst =
-      Listener::adopt(first, recordAccept, &a, Listener::kExclusive, 0, socket.get());
+      Listener::adopt(first, recordAccept, &a, Listener::kExclusiveAccept, 0, socket.get());
   std::unique_ptr<Listener> onSecond =
-      Listener::adopt(second, recordAccept, &b, Listener::kExclusive, 0, socket.get());
+      Listener::adopt(second, recordAccept, &b, Listener::kExclusiveAccept, 0, socket.get());
   ASSERT_TRUE(onFirst && onSecond);
   for (EventBase* base : {&first, &second}) {
     const std::vector<EventInfo> events = base->dumpEvents();
@@ -481,8 +503,17 @@ TEST_P(ListenerTest, ListenersOfTwoLoopsOnOneSocketAcceptEachClientOnce) {
   }
   EXPECT_EQ(peers.size(), kClients) << "each client accepted once";
 
-  // One loop's listener goes; the other goes on accepting on the socket.
+  // One loop's listener goes; the other goes on accepting on the socket. The socket stays open,
+  // so the one that went must have taken it out of its epoll itself (del(), not
+  // delBeforeClose()): otherwise that epoll would keep waking on it.
+  const bool epoll = first.backendName() == "epoll";
+  if (epoll) {
+    EXPECT_EQ(epollRegistrations(socket.get()), 2u);
+  }
   onFirst.reset();
+  if (epoll) {
+    EXPECT_EQ(epollRegistrations(socket.get()), 1u);
+  }
   UniqueFd late = connectTo(address);
   ASSERT_TRUE(loopUntil(second, [&] { return a.fds.size() + b.fds.size() == kClients + 1; }));
   EXPECT_EQ(b.peers.back(), *SocketAddress::localOf(late.get()));
