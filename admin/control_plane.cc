@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstring>
 #include <future>
-#include <set>
 #include <string_view>
 #include <utility>
 
@@ -150,14 +149,14 @@ std::optional<std::string> ControlPlane::persist(const DesiredState& state) cons
 
 ControlPlane::Change::Change(DesiredState& state, std::vector<v1::WatchEvent> changeNotices,
                              bool changesOverlay, const char* changeCause)
-    : next(state),
+    : edited(state),
       notices(std::move(changeNotices)),
       overlayChanged(changesOverlay),
       cause(changeCause) {
-  next.beginEdits();
+  edited.beginEdits();
 }
 
-ControlPlane::Change::~Change() { next.undoEdits(); }
+ControlPlane::Change::~Change() { edited.undoEdits(); }
 
 grpc::Status ControlPlane::checkBinds(const std::vector<gateway::ListenerConfig>& listeners) const {
   for (const gateway::ListenerConfig& listener : listeners) {
@@ -184,80 +183,21 @@ grpc::Status ControlPlane::checkBinds(const std::vector<gateway::ListenerConfig>
 
 gateway::Gateway::Delta ControlPlane::deltaOf(const Change& change) const {
   gateway::Gateway::Delta delta;
-  for (const std::string& name : change.next.touchedClusters()) {
-    if (auto cluster = change.next.effectiveCluster(name)) {
+  for (const std::string& name : change.edited.touchedClusters()) {
+    if (auto cluster = change.edited.effectiveCluster(name)) {
       delta.putClusters.push_back(std::move(*cluster));
     } else if (gateway_.findCluster(name) != nullptr) {
       delta.removeClusters.push_back(name);
     }
   }
-  for (const std::string& name : change.next.touchedListeners()) {
-    if (auto listener = change.next.effectiveListener(name)) {
+  for (const std::string& name : change.edited.touchedListeners()) {
+    if (auto listener = change.edited.effectiveListener(name)) {
       delta.putListeners.push_back(std::move(*listener));
     } else if (gateway_.findListener(name) != nullptr) {
       delta.removeListeners.push_back(name);
     }
   }
   return delta;
-}
-
-grpc::Status ControlPlane::checkDelta(const gateway::Gateway::Delta& delta) const {
-  std::set<std::string_view> putClusters;
-  for (const gateway::ClusterConfig& cluster : delta.putClusters) putClusters.insert(cluster.name);
-  const std::set<std::string_view> removedClusters(delta.removeClusters.begin(),
-                                                   delta.removeClusters.end());
-  const auto clusterExists = [&](const std::string& name) {
-    return putClusters.contains(name) ||
-           (!removedClusters.contains(name) && gateway_.findCluster(name) != nullptr);
-  };
-  std::set<std::string_view> named(delta.removeListeners.begin(), delta.removeListeners.end());
-  for (const gateway::ListenerConfig& listener : delta.putListeners) named.insert(listener.name);
-  const auto missingCluster = [](const gateway::ListenerConfig& listener) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        "listener " + listener.name + " uses cluster " + listener.cluster +
-                            ", which does not exist");
-  };
-  for (const gateway::ListenerConfig& listener : delta.putListeners) {
-    if (!clusterExists(listener.cluster)) return missingCluster(listener);
-  }
-  // Running listeners the delta does not name keep their cluster: it must stay.
-  if (!removedClusters.empty()) {
-    for (const gateway::ListenerConfig& listener : gateway_.config().listeners) {
-      if (!named.contains(listener.name) && removedClusters.contains(listener.cluster)) {
-        return missingCluster(listener);
-      }
-    }
-  }
-  // The admin and metrics addresses are the daemon's own (as the file's parser checks too); every
-  // other bind (port 0 excepted) belongs to one listener.
-  const gateway::Config& running = gateway_.config();
-  const std::pair<const char*, std::optional<reactor::SocketAddress>> reserved[] = {
-      {"admin.address", reactor::SocketAddress::parse(running.admin.address)},
-      {"metrics.address", reactor::SocketAddress::parse(running.metrics.address)}};
-  for (size_t i = 0; i < delta.putListeners.size(); ++i) {
-    const gateway::ListenerConfig& listener = delta.putListeners[i];
-    if (listener.bind.port() == 0) continue;
-    for (const auto& [what, address] : reserved) {
-      if (address && address->port() != 0 && *address == listener.bind) {
-        return grpc::Status(
-            grpc::StatusCode::FAILED_PRECONDITION,
-            "listener " + listener.name + ": " + listener.bind.toString() + " is the " + what);
-      }
-    }
-    const auto usedBy = [&listener](const std::string& other) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          "listener " + listener.name + ": " + listener.bind.toString() +
-                              " is already used by listener " + other);
-    };
-    for (size_t j = 0; j < i; ++j) {
-      if (delta.putListeners[j].bind == listener.bind) return usedBy(delta.putListeners[j].name);
-    }
-    // One pass over the running listeners: compares of addresses, no allocation.
-    for (const gateway::ListenerConfig& other : running.listeners) {
-      if (other.bind == listener.bind && !named.contains(other.name)) return usedBy(other.name);
-    }
-  }
-  return grpc::Status::OK;
 }
 
 grpc::Status ControlPlane::commit(Change& change, bool validateOnly) {
@@ -276,7 +216,7 @@ grpc::Status ControlPlane::commit(Change& change, bool validateOnly) {
     };
   }
   std::optional<std::string> error;
-  if (change.next.baseReplaced()) {
+  if (change.edited.baseReplaced()) {
     // A reload: the whole configuration, checked and diffed as a whole.
     const gateway::Config next = state_.effective();
     if (grpc::Status status = checkReferences(next); !status.ok()) return status;
@@ -284,7 +224,9 @@ grpc::Status ControlPlane::commit(Change& change, bool validateOnly) {
     error = gateway_.reload(next, change.cause, writeState);
   } else {
     const gateway::Gateway::Delta delta = deltaOf(change);
-    if (grpc::Status status = checkDelta(delta); !status.ok()) return status;
+    if (const auto refused = gateway_.check(delta)) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, *refused);
+    }
     if (validateOnly) return checkBinds(delta.putListeners);
     const bool touchesGateway = !delta.putListeners.empty() || !delta.removeListeners.empty() ||
                                 !delta.putClusters.empty() || !delta.removeClusters.empty();
@@ -299,7 +241,7 @@ grpc::Status ControlPlane::commit(Change& change, bool validateOnly) {
                         "cannot write the state file, nothing changed: " + *persistError);
   }
   if (error) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, *error);
-  change.next.keepEdits();
+  change.edited.keepEdits();
   ++generation_;
   lastChange_ = wallNow();
   if (metrics_ != nullptr)
@@ -316,7 +258,7 @@ void ControlPlane::setMetrics(AdminMetrics* metrics) {
 
 grpc::Status ControlPlane::reload(gateway::Config base) {
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_CONFIG_RELOADED)}, false, ""};
-  change.next.setBase(std::move(base));
+  change.edited.setBase(std::move(base));
   change.notices[0].set_detail(options_.configFile);
   return commit(change, false);
 }
@@ -427,7 +369,7 @@ grpc::Status ControlPlane::createListener(const v1::CreateListenerRequest& reque
                         "listener.cluster: cluster \"" + listener.cluster + "\" not found");
   }
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_LISTENER_CREATED)}};
-  change.next.putListener(listener);
+  change.edited.putListener(listener);
   change.notices[0].set_listener(listener.name);
   if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
@@ -485,7 +427,7 @@ grpc::Status ControlPlane::updateListener(const v1::UpdateListenerRequest& reque
                         "listener.cluster: cluster \"" + listener.cluster + "\" not found");
   }
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_LISTENER_UPDATED)}};
-  change.next.putListener(listener);
+  change.edited.putListener(listener);
   change.notices[0].set_listener(name);
   if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
@@ -511,7 +453,7 @@ grpc::Status ControlPlane::deleteListener(const v1::DeleteListenerRequest& reque
   gateway::FlowFilter filter;
   if (running != nullptr) filter.listenerId = running->id;
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_LISTENER_DELETED)}};
-  change.next.removeListener(name);
+  change.edited.removeListener(name);
   change.notices[0].set_listener(name);
   if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
@@ -542,12 +484,12 @@ grpc::Status ControlPlane::setPaused(const std::string& name, bool paused,
   Change change{state_,
                 {notice(paused ? v1::WATCH_EVENT_TYPE_LISTENER_PAUSED
                                : v1::WATCH_EVENT_TYPE_LISTENER_RESUMED)}};
-  change.next.putListener(listener);
-  change.next.clearPauseDeadline(name);
+  change.edited.putListener(listener);
+  change.edited.clearPauseDeadline(name);
   if (duration) {
     const auto resumeAt =
         wallNow() + std::chrono::duration_cast<std::chrono::system_clock::duration>(*duration);
-    change.next.setPauseDeadline(name, resumeAt);
+    change.edited.setPauseDeadline(name, resumeAt);
     change.notices[0].set_detail("until " + TimeUtil::ToString(toTimestamp(resumeAt)));
   }
   change.notices[0].set_listener(name);
@@ -589,7 +531,7 @@ grpc::Status ControlPlane::createCluster(const v1::CreateClusterRequest& request
   }
   if (findCluster(cluster.name) != nullptr) return alreadyExists("cluster", cluster.name);
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_CLUSTER_CREATED)}};
-  change.next.putCluster(cluster);
+  change.edited.putCluster(cluster);
   change.notices[0].set_cluster(cluster.name);
   if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
@@ -629,7 +571,7 @@ grpc::Status ControlPlane::changeCluster(
   gateway::ClusterConfig cluster = *current;
   if (grpc::Status status = edit(cluster); !status.ok()) return status;
   Change change{state_, {std::move(event)}};
-  change.next.putCluster(cluster);
+  change.edited.putCluster(cluster);
   change.notices[0].set_cluster(name);
   if (grpc::Status status = commit(change, validateOnly); !status.ok()) return status;
   describeCluster(cluster, out, validateOnly);
@@ -674,7 +616,7 @@ grpc::Status ControlPlane::deleteCluster(const v1::DeleteClusterRequest& request
     }
   }
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_CLUSTER_DELETED)}};
-  change.next.removeCluster(name);
+  change.edited.removeCluster(name);
   change.notices[0].set_cluster(name);
   return commit(change, request.validate_only());
 }

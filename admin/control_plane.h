@@ -122,7 +122,7 @@ class ControlPlane {
   const DesiredState& desired() const { return state_; }
 
  private:
-  // A change to commit: its edits, made to the desired state in place through `next` (recorded
+  // A change to commit: its edits, made to the desired state in place through `edited` (recorded
   // from construction on), and what to tell watchers once it is applied. commit() keeps the
   // edits of an applied change; those of a change that is refused, only validated or never
   // committed are undone when the Change goes. One Change at a time.
@@ -133,7 +133,7 @@ class ControlPlane {
     Change(const Change&) = delete;
     Change& operator=(const Change&) = delete;
 
-    DesiredState& next;
+    DesiredState& edited;  // the control plane's desired state, recording
     std::vector<v1::WatchEvent> notices;
     bool overlayChanged;  // false for a reload: nothing new to write
     const char* cause;    // for the gateway's "reloaded (...)" log line
@@ -142,9 +142,6 @@ class ControlPlane {
   grpc::Status commit(Change& change, bool validateOnly);
   // What the edits of `change` do to the running configuration, by name.
   gateway::Gateway::Delta deltaOf(const Change& change) const;
-  // What checkReferences() of the whole effective configuration would find, looking only at
-  // what `delta` touches: the rest was valid before and stays so.
-  grpc::Status checkDelta(const gateway::Gateway::Delta& delta) const;
   // Trial-binds the addresses of `listeners` that the running gateway does not hold
   // (validate_only).
   grpc::Status checkBinds(const std::vector<gateway::ListenerConfig>& listeners) const;

@@ -200,9 +200,9 @@ void ControlPlane::fireEvent(const std::string& name) {
     auto next = fromTimestamp(event.next_fire_time()) + interval;
     if (next <= wallNow()) next = wallNow() + interval;
     *event.mutable_next_fire_time() = toTimestamp(next);
-    change.next.putEvent(event);
+    change.edited.putEvent(event);
   } else {
-    change.next.removeEvent(name);
+    change.edited.removeEvent(name);
     v1::WatchEvent deleted;
     deleted.set_type(v1::WATCH_EVENT_TYPE_SCHEDULED_EVENT_DELETED);
     deleted.set_scheduled_event(name);
@@ -354,7 +354,7 @@ grpc::Status ControlPlane::createEvent(const v1::CreateEventRequest& request,
   created.set_type(v1::WATCH_EVENT_TYPE_SCHEDULED_EVENT_CREATED);
   created.set_scheduled_event(event.name());
   Change change{state_, {created}};
-  change.next.putEvent(event);
+  change.edited.putEvent(event);
   if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
@@ -373,7 +373,7 @@ grpc::Status ControlPlane::deleteEvent(const v1::DeleteEventRequest& request) {
   deleted.set_type(v1::WATCH_EVENT_TYPE_SCHEDULED_EVENT_DELETED);
   deleted.set_scheduled_event(name);
   Change change{state_, {deleted}};
-  change.next.removeEvent(name);
+  change.edited.removeEvent(name);
   if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }

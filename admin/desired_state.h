@@ -81,6 +81,8 @@ class DesiredState {
   // listener's, cluster's and scheduled event's JSON is kept from one call to the next and made
   // again only for the entries edited in between (or put back by undoEdits()): writing the
   // state of 10,000 listeners after one change costs copying their text, not printing it.
+  // Const, but it fills that cache: like every other method, one thread at a time (the control
+  // loop's).
   std::string toJson(uint64_t generation) const;
   // Replaces the overlay with `state`, validating every resource as the API does; on failure
   // nothing changes and the status names the bad entry ("listeners[2].bind: ...").

@@ -298,8 +298,9 @@ std::optional<std::string> Gateway::makePlan(const Delta& delta, Plan& plan) con
     plan.removedClusters.insert(name);
     if (old->healthCheck) plan.checkersToStop.push_back(name);
   }
-  // The cluster state a listener's flows pick from after the change (null: the cluster is gone,
-  // which the callers' checks rule out).
+  // The cluster state a listener's flows pick from after the change (never null for apply(),
+  // whose check() rules out a missing cluster, nor for reload(), whose configuration is checked
+  // as a whole).
   auto clusterNamed = [&](const std::string& name) -> std::shared_ptr<ClusterState> {
     if (const auto found = plan.newClusters.find(name); found != plan.newClusters.end()) {
       return found->second;
@@ -487,9 +488,84 @@ void Gateway::report(const Plan& plan, std::string_view cause) const {
           std::to_string(plan.clustersChanged) + " clusters changed");
 }
 
+std::optional<std::string> Gateway::check(const Delta& delta) const {
+  std::unordered_set<std::string_view> putClusters;
+  for (const ClusterConfig& cluster : delta.putClusters) {
+    if (!putClusters.insert(cluster.name).second) {
+      return "cluster " + cluster.name + " appears twice in one change";
+    }
+  }
+  std::unordered_set<std::string_view> removedClusters;
+  for (const std::string& name : delta.removeClusters) {
+    if (putClusters.contains(name) || !removedClusters.insert(name).second) {
+      return "cluster " + name + " appears twice in one change";
+    }
+  }
+  std::unordered_set<std::string_view> named;
+  for (const ListenerConfig& listener : delta.putListeners) {
+    if (!named.insert(listener.name).second) {
+      return "listener " + listener.name + " appears twice in one change";
+    }
+  }
+  for (const std::string& name : delta.removeListeners) {
+    if (!named.insert(name).second) return "listener " + name + " appears twice in one change";
+  }
+  const auto clusterExists = [&](const std::string& name) {
+    return putClusters.contains(name) ||
+           (!removedClusters.contains(name) && findCluster(name) != nullptr);
+  };
+  const auto missingCluster = [](const ListenerConfig& listener) {
+    return "listener " + listener.name + " uses cluster " + listener.cluster +
+           ", which does not exist";
+  };
+  for (const ListenerConfig& listener : delta.putListeners) {
+    if (!clusterExists(listener.cluster)) return missingCluster(listener);
+  }
+  // Running listeners the delta does not name keep their cluster: it must stay.
+  if (!removedClusters.empty()) {
+    for (const ListenerConfig& listener : config_.listeners) {
+      if (!named.contains(listener.name) && removedClusters.contains(listener.cluster)) {
+        return missingCluster(listener);
+      }
+    }
+  }
+  // The admin and metrics addresses are the daemon's own (as the file's parser checks too);
+  // every other bind (port 0 excepted) belongs to one listener.
+  const std::pair<const char*, std::optional<reactor::SocketAddress>> reserved[] = {
+      {"admin.address", reactor::SocketAddress::parse(config_.admin.address)},
+      {"metrics.address", reactor::SocketAddress::parse(config_.metrics.address)}};
+  for (size_t i = 0; i < delta.putListeners.size(); ++i) {
+    const ListenerConfig& listener = delta.putListeners[i];
+    if (listener.bind.port() == 0) continue;
+    for (const auto& [what, address] : reserved) {
+      if (address && address->port() != 0 && *address == listener.bind) {
+        return "listener " + listener.name + ": " + listener.bind.toString() + " is the " + what;
+      }
+    }
+    const auto usedBy = [&listener](const std::string& other) {
+      return "listener " + listener.name + ": " + listener.bind.toString() +
+             " is already used by listener " + other;
+    };
+    for (size_t j = 0; j < i; ++j) {
+      if (delta.putListeners[j].bind == listener.bind) return usedBy(delta.putListeners[j].name);
+    }
+    // The running listener of the same name keeps its bind or lets it go: not a conflict.
+    if (const ListenerConfig* running = findListener(listener.name);
+        running != nullptr && running->bind == listener.bind) {
+      continue;
+    }
+    // One pass over the running listeners: compares of addresses, no allocation.
+    for (const ListenerConfig& other : config_.listeners) {
+      if (other.bind == listener.bind && !named.contains(other.name)) return usedBy(other.name);
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> Gateway::apply(const Delta& delta, std::string_view cause,
                                           const PreCommit& preCommit) {
   if (workers_.empty()) return std::string("change: the gateway is not running");
+  if (auto refused = check(delta)) return refused;
   Plan plan;
   if (auto error = makePlan(delta, plan)) return error;
   if (auto error = execute(plan, preCommit)) return error;

@@ -91,16 +91,25 @@ class Gateway {
                                     const PreCommit& preCommit = nullptr);
 
   // A change to some listeners and clusters, by name (what an admin API call makes): each put
-  // definition creates or replaces the one of its name, each removed name goes. A name appears
-  // at most once among the listeners and once among the clusters. The result must be valid as a
-  // whole (every listener's cluster exists, binds are distinct): the caller checks.
+  // definition creates or replaces the one of its name, each removed name goes (a name that is
+  // not running is ignored). Each definition must be valid on its own (parsed and checked as the
+  // configuration file's are); check() says whether the result is valid as a whole.
   struct Delta {
     std::vector<ListenerConfig> putListeners;
     std::vector<std::string> removeListeners;
     std::vector<ClusterConfig> putClusters;
     std::vector<std::string> removeClusters;
   };
-  // What reload(config() with `delta` applied) would do, with the same guarantees and log line,
+  // Why apply(delta) would be refused before it opens anything, or nullopt: a name that appears
+  // twice among the delta's listeners (or clusters); a listener whose cluster does not exist
+  // after the change ("listener web uses cluster backends, which does not exist", also for a
+  // running listener whose cluster the delta removes); a bind that is the admin or metrics
+  // address or that another listener keeps or gets ("listener b: 127.0.0.1:8080 is already used
+  // by listener a"; port 0 excepted). What a check of the whole configuration would find, in
+  // time proportional to the delta times the listeners it adds (no allocation per listener).
+  std::optional<std::string> check(const Delta& delta) const;
+  // What reload(config() with `delta` applied) would do, with the same guarantees and log line
+  // (and first check(delta): a delta it refuses changes nothing and its error is returned),
   // in time proportional to the delta rather than to the configuration (a cluster that gets a
   // new state also visits every listener; a removal moves the listeners after it): creating one
   // listener among 10,000 costs what it costs among ten. A new listener goes at the end of

@@ -330,6 +330,59 @@ TEST(GatewayApplyTest, AChangeThatFailsChangesNothingAndClosesWhatItOpened) {
   EXPECT_TRUE(echoes(client.get(), "through b"));
 }
 
+TEST(GatewayApplyTest, ADeltaInvalidAsAWholeIsRefusedByNameAndChangesNothing) {
+  EchoBackend backend;
+  Config config = baseConfig();
+  config.clusters.push_back(clusterOf("c", {backend.address()}));
+  config.listeners.push_back(listenerOf("web", "c"));
+  Gateway gateway(config);
+  ASSERT_FALSE(gateway.start());
+  const Config running = gateway.config();
+  const SocketAddress webBind = gateway.listener("web")->bound;
+  // The running listener's bound address as the bind of another one: a clash.
+  ListenerConfig web = running.listeners[0];
+  web.bind = webBind;
+  ASSERT_FALSE(gateway.apply(putListeners({web})));
+  const Config withFixedBind = gateway.config();
+  const size_t fds = openFds();
+
+  struct Case {
+    const char* what;
+    Gateway::Delta delta;
+    std::string error;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"unknown cluster", putListeners({listenerOf("api", "nope")}),
+                   "listener api uses cluster nope, which does not exist"});
+  Gateway::Delta removeUsed;
+  removeUsed.removeClusters = {"c"};
+  cases.push_back(
+      {"cluster in use", removeUsed, "listener web uses cluster c, which does not exist"});
+  cases.push_back({"name twice", putListeners({listenerOf("api", "c"), listenerOf("api", "c")}),
+                   "listener api appears twice in one change"});
+  cases.push_back({"bind in use", putListeners({listenerOf("api", "c", webBind)}),
+                   "listener api: " + webBind.toString() + " is already used by listener web"});
+  Gateway::Delta twoOnOneBind =
+      putListeners({listenerOf("a", "c", *SocketAddress::parse("127.0.0.1:1")),
+                    listenerOf("b", "c", *SocketAddress::parse("127.0.0.1:1"))});
+  cases.push_back(
+      {"one bind twice", twoOnOneBind, "listener b: 127.0.0.1:1 is already used by listener a"});
+  for (const Case& c : cases) {
+    EXPECT_EQ(gateway.check(c.delta), c.error) << c.what;
+    EXPECT_EQ(gateway.apply(c.delta), c.error) << c.what;
+    EXPECT_EQ(gateway.config(), withFixedBind) << c.what;
+    EXPECT_EQ(openFds(), fds) << c.what;
+  }
+  // Moving web away frees its bind for another listener in the same change.
+  ListenerConfig moved = web;
+  moved.bind = SocketAddress::loopbackV4();
+  Gateway::Delta swap = putListeners({moved, listenerOf("api", "c", webBind)});
+  EXPECT_EQ(gateway.check(swap), std::nullopt);
+  ASSERT_FALSE(gateway.apply(swap));
+  UniqueFd client = connectTo(webBind);
+  EXPECT_TRUE(echoes(client.get(), "through api"));
+}
+
 // ---- Many listeners ------------------------------------------------------------------------
 
 TEST(GatewayApplyTest, ThousandsOfListenersCreatedOneByOneEachAcceptAtOnceWithinTheFdBudget) {
