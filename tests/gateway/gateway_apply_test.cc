@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -38,9 +39,11 @@ using testing::listening;
 using testing::UniqueFd;
 
 // Listeners the many-listeners test creates: 10,000 (the admin goal) in an optimised build, fewer
-// under the sanitizers and in debug builds, which are 5 to 20 times slower.
+// under the sanitizers and in debug builds, which are 5 to 20 times slower. Still more than the
+// 1,250 that listener_sockets: auto gives a socket per worker under a 20,000 fd limit, so that
+// the shared sockets after them are exercised there too.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(NDEBUG)
-constexpr int kManyListeners = 1000;
+constexpr int kManyListeners = 3000;
 #else
 constexpr int kManyListeners = 10'000;
 #endif
@@ -386,12 +389,14 @@ TEST(GatewayApplyTest, ADeltaInvalidAsAWholeIsRefusedByNameAndChangesNothing) {
 // ---- Many listeners ------------------------------------------------------------------------
 
 TEST(GatewayApplyTest, ThousandsOfListenersCreatedOneByOneEachAcceptAtOnceWithinTheFdBudget) {
+  // The issue's limit, 20,000 fds (or less, if the hard limit is lower), whatever the host's:
+  // listener_sockets: auto then gives the first listeners a socket per worker and shares the
+  // sockets of the ones after. (Each test runs in a process of its own: no other test sees it.)
+  constexpr rlim_t kIssueFdLimit = 20'000;
   rlimit limit{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
-  if (limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &limit), 0);
-  }
+  limit.rlim_cur = std::min(limit.rlim_max, kIssueFdLimit);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &limit), 0);
   // The listeners' sockets (an eighth of the limit goes to per-worker ones) and a margin.
   if (limit.rlim_cur - limit.rlim_cur / 8 < static_cast<rlim_t>(kManyListeners) + 1000) {
     GTEST_SKIP() << "needs more fds than the limit, " << limit.rlim_cur;
@@ -438,9 +443,9 @@ TEST(GatewayApplyTest, ThousandsOfListenersCreatedOneByOneEachAcceptAtOnceWithin
   EXPECT_EQ(openFds(), before + sockets + gateway.workerCount());
   EXPECT_LE(sockets, budget + static_cast<size_t>(kManyListeners));
   EXPECT_EQ(gateway.listeners().front()->sockets, gateway.workerCount());
-  if (sockets < static_cast<size_t>(kManyListeners) * gateway.workerCount()) {
-    EXPECT_EQ(gateway.listeners().back()->sockets, 1u);
-  }
+  ASSERT_LT(sockets, static_cast<size_t>(kManyListeners) * gateway.workerCount())
+      << "past the budget, listeners share their socket";
+  EXPECT_EQ(gateway.listeners().back()->sockets, 1u);
   ASSERT_EQ(gateway.config().listeners.size(), static_cast<size_t>(kManyListeners));
   // Every one accepts and relays.
   for (int i = 0; i < kManyListeners; ++i) {
