@@ -75,7 +75,9 @@ std::optional<std::string> AdminRuntime::start() {
   if (server_ != nullptr) {
     metricsServer_ = gateway::metrics::MetricsServer::start(
         config_.metrics.address,
-        {std::make_shared<gateway::metrics::GatewayCollector>(*gateway_),
+        {std::make_shared<gateway::metrics::GatewayCollector>(
+             *gateway_, gateway::metrics::GatewayCollector::kDefaultSampleTimeout,
+             config_.metrics.listenerDetail),
          std::make_shared<gateway::metrics::ProcessCollector>(EVGATE_VERSION), adminMetrics_},
         error);
   }

@@ -1,13 +1,13 @@
 #include "admin/control_plane.h"
 
 #include <google/protobuf/util/field_mask_util.h>
-#include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <future>
+#include <string_view>
 #include <utility>
 
 #include "admin/resource_convert.h"
@@ -144,19 +144,23 @@ void ControlPlane::publish(v1::WatchEvent event) { hub_.publish(std::move(event)
 
 std::optional<std::string> ControlPlane::persist(const DesiredState& state) const {
   if (options_.stateFile.empty()) return std::nullopt;
-  google::protobuf::util::JsonPrintOptions print;
-  print.add_whitespace = true;
-  print.preserve_proto_field_names = true;
-  std::string json;
-  const auto status =
-      google::protobuf::util::MessageToJsonString(state.toProto(generation_ + 1), &json, print);
-  if (!status.ok()) return "cannot encode the state: " + status.ToString();
-  return writeFileDurably(options_.stateFile, json);
+  return writeFileDurably(options_.stateFile, state.toJson(generation_ + 1));
 }
 
-grpc::Status ControlPlane::checkBinds(const gateway::Config& config) const {
-  for (const gateway::ListenerConfig& listener : config.listeners) {
-    const gateway::ListenerConfig* running = gateway_.config().findListener(listener.name);
+ControlPlane::Change::Change(DesiredState& state, std::vector<v1::WatchEvent> changeNotices,
+                             bool changesOverlay, const char* changeCause)
+    : edited(state),
+      notices(std::move(changeNotices)),
+      overlayChanged(changesOverlay),
+      cause(changeCause) {
+  edited.beginEdits();
+}
+
+ControlPlane::Change::~Change() { edited.undoEdits(); }
+
+grpc::Status ControlPlane::checkBinds(const std::vector<gateway::ListenerConfig>& listeners) const {
+  for (const gateway::ListenerConfig& listener : listeners) {
+    const gateway::ListenerConfig* running = gateway_.findListener(listener.name);
     if (running != nullptr && running->bind == listener.bind) continue;
     bool sharedWithRunning = false;
     for (const gateway::ListenerConfig& other : gateway_.config().listeners) {
@@ -177,30 +181,67 @@ grpc::Status ControlPlane::checkBinds(const gateway::Config& config) const {
   return grpc::Status::OK;
 }
 
-grpc::Status ControlPlane::commit(Change change, bool validateOnly) {
+gateway::Gateway::Delta ControlPlane::deltaOf(const Change& change) const {
+  gateway::Gateway::Delta delta;
+  for (const std::string& name : change.edited.touchedClusters()) {
+    if (auto cluster = change.edited.effectiveCluster(name)) {
+      delta.putClusters.push_back(std::move(*cluster));
+    } else if (gateway_.findCluster(name) != nullptr) {
+      delta.removeClusters.push_back(name);
+    }
+  }
+  for (const std::string& name : change.edited.touchedListeners()) {
+    if (auto listener = change.edited.effectiveListener(name)) {
+      delta.putListeners.push_back(std::move(*listener));
+    } else if (gateway_.findListener(name) != nullptr) {
+      delta.removeListeners.push_back(name);
+    }
+  }
+  return delta;
+}
+
+grpc::Status ControlPlane::commit(Change& change, bool validateOnly) {
   if (draining_) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "the gateway is draining; it accepts no more changes");
   }
-  const gateway::Config next = change.next.effective();
-  if (grpc::Status status = checkReferences(next); !status.ok()) return status;
-  if (validateOnly) return checkBinds(next);
-
-  const gateway::Config previous = gateway_.config();
-  if (const auto error = gateway_.reload(next, change.cause)) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, *error);
+  // The state file is written once everything that can fail has succeeded, before the workers
+  // commit: a write that fails leaves the gateway as it was.
+  std::optional<std::string> persistError;
+  gateway::Gateway::PreCommit writeState;
+  if (change.overlayChanged && !options_.stateFile.empty()) {
+    writeState = [this, &persistError]() -> std::optional<std::string> {
+      persistError = persist(state_);
+      return persistError;
+    };
   }
-  if (change.overlayChanged) {
-    if (const auto error = persist(change.next)) {
-      // Not on disk: not acknowledged, so it must not run either.
-      if (const auto undo = gateway_.reload(previous, "undo")) {
-        gateway::logError("cannot undo a change that could not be saved: " + *undo);
-      }
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "cannot write the state file, nothing changed: " + *error);
+  std::optional<std::string> error;
+  if (change.edited.baseReplaced()) {
+    // A reload: the whole configuration, checked and diffed as a whole.
+    const gateway::Config next = state_.effective();
+    if (grpc::Status status = checkReferences(next); !status.ok()) return status;
+    if (validateOnly) return checkBinds(next.listeners);
+    error = gateway_.reload(next, change.cause, writeState);
+  } else {
+    const gateway::Gateway::Delta delta = deltaOf(change);
+    if (const auto refused = gateway_.check(delta)) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, *refused);
+    }
+    if (validateOnly) return checkBinds(delta.putListeners);
+    const bool touchesGateway = !delta.putListeners.empty() || !delta.removeListeners.empty() ||
+                                !delta.putClusters.empty() || !delta.removeClusters.empty();
+    if (touchesGateway) {
+      error = gateway_.apply(delta, change.cause, writeState);
+    } else if (writeState) {
+      error = writeState();  // scheduled events and pause deadlines only
     }
   }
-  state_ = std::move(change.next);
+  if (persistError) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "cannot write the state file, nothing changed: " + *persistError);
+  }
+  if (error) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, *error);
+  change.edited.keepEdits();
   ++generation_;
   lastChange_ = wallNow();
   if (metrics_ != nullptr)
@@ -217,32 +258,26 @@ void ControlPlane::setMetrics(AdminMetrics* metrics) {
 
 grpc::Status ControlPlane::reload(gateway::Config base) {
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_CONFIG_RELOADED)}, false, ""};
-  change.next.setBase(std::move(base));
+  change.edited.setBase(std::move(base));
   change.notices[0].set_detail(options_.configFile);
-  return commit(std::move(change), false);
+  return commit(change, false);
 }
 
 const gateway::ListenerConfig* ControlPlane::findListener(const std::string& name) const {
-  return gateway_.config().findListener(name);
+  return gateway_.findListener(name);
 }
 
 const gateway::ClusterConfig* ControlPlane::findCluster(const std::string& name) const {
-  return gateway_.config().findCluster(name);
+  return gateway_.findCluster(name);
 }
 
 std::shared_ptr<gateway::ListenerState> ControlPlane::runningListener(
     const std::string& name) const {
-  for (const auto& listener : gateway_.listeners()) {
-    if (listener->config.name == name) return listener;
-  }
-  return nullptr;
+  return gateway_.listener(name);
 }
 
 std::shared_ptr<gateway::ClusterState> ControlPlane::runningCluster(const std::string& name) const {
-  for (const auto& cluster : gateway_.clusters()) {
-    if (cluster->config().name == name) return cluster;
-  }
-  return nullptr;
+  return gateway_.cluster(name);
 }
 
 void ControlPlane::describeListener(const gateway::ListenerConfig& config, v1::Listener& out,
@@ -334,9 +369,9 @@ grpc::Status ControlPlane::createListener(const v1::CreateListenerRequest& reque
                         "listener.cluster: cluster \"" + listener.cluster + "\" not found");
   }
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_LISTENER_CREATED)}};
-  change.next.putListener(listener);
+  change.edited.putListener(listener);
   change.notices[0].set_listener(listener.name);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   describeListener(listener, out, request.validate_only());
@@ -392,9 +427,9 @@ grpc::Status ControlPlane::updateListener(const v1::UpdateListenerRequest& reque
                         "listener.cluster: cluster \"" + listener.cluster + "\" not found");
   }
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_LISTENER_UPDATED)}};
-  change.next.putListener(listener);
+  change.edited.putListener(listener);
   change.notices[0].set_listener(name);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   describeListener(listener, out, request.validate_only());
@@ -418,9 +453,9 @@ grpc::Status ControlPlane::deleteListener(const v1::DeleteListenerRequest& reque
   gateway::FlowFilter filter;
   if (running != nullptr) filter.listenerId = running->id;
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_LISTENER_DELETED)}};
-  change.next.removeListener(name);
+  change.edited.removeListener(name);
   change.notices[0].set_listener(name);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   if (request.validate_only() || running == nullptr) return grpc::Status::OK;
@@ -449,16 +484,16 @@ grpc::Status ControlPlane::setPaused(const std::string& name, bool paused,
   Change change{state_,
                 {notice(paused ? v1::WATCH_EVENT_TYPE_LISTENER_PAUSED
                                : v1::WATCH_EVENT_TYPE_LISTENER_RESUMED)}};
-  change.next.putListener(listener);
-  change.next.clearPauseDeadline(name);
+  change.edited.putListener(listener);
+  change.edited.clearPauseDeadline(name);
   if (duration) {
     const auto resumeAt =
         wallNow() + std::chrono::duration_cast<std::chrono::system_clock::duration>(*duration);
-    change.next.setPauseDeadline(name, resumeAt);
+    change.edited.setPauseDeadline(name, resumeAt);
     change.notices[0].set_detail("until " + TimeUtil::ToString(toTimestamp(resumeAt)));
   }
   change.notices[0].set_listener(name);
-  if (grpc::Status status = commit(std::move(change), validateOnly); !status.ok()) return status;
+  if (grpc::Status status = commit(change, validateOnly); !status.ok()) return status;
   if (!validateOnly) {
     disarm("pause " + name);
     if (duration) armPause(name);
@@ -496,9 +531,9 @@ grpc::Status ControlPlane::createCluster(const v1::CreateClusterRequest& request
   }
   if (findCluster(cluster.name) != nullptr) return alreadyExists("cluster", cluster.name);
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_CLUSTER_CREATED)}};
-  change.next.putCluster(cluster);
+  change.edited.putCluster(cluster);
   change.notices[0].set_cluster(cluster.name);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   describeCluster(cluster, out, request.validate_only());
@@ -536,9 +571,9 @@ grpc::Status ControlPlane::changeCluster(
   gateway::ClusterConfig cluster = *current;
   if (grpc::Status status = edit(cluster); !status.ok()) return status;
   Change change{state_, {std::move(event)}};
-  change.next.putCluster(cluster);
+  change.edited.putCluster(cluster);
   change.notices[0].set_cluster(name);
-  if (grpc::Status status = commit(std::move(change), validateOnly); !status.ok()) return status;
+  if (grpc::Status status = commit(change, validateOnly); !status.ok()) return status;
   describeCluster(cluster, out, validateOnly);
   return grpc::Status::OK;
 }
@@ -581,9 +616,9 @@ grpc::Status ControlPlane::deleteCluster(const v1::DeleteClusterRequest& request
     }
   }
   Change change{state_, {notice(v1::WATCH_EVENT_TYPE_CLUSTER_DELETED)}};
-  change.next.removeCluster(name);
+  change.edited.removeCluster(name);
   change.notices[0].set_cluster(name);
-  return commit(std::move(change), request.validate_only());
+  return commit(change, request.validate_only());
 }
 
 grpc::Status ControlPlane::addEndpoint(const v1::AddEndpointRequest& request, v1::Cluster& out) {

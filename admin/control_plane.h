@@ -25,13 +25,17 @@ namespace evgate::admin {
 // The control plane: owns the desired state (DesiredState) and turns admin requests, SIGHUP
 // reloads and scheduled events into changes of the running Gateway.
 //
-// Every change is made the same way (commit()): the next desired state is computed, its
-// effective configuration is checked as a whole, Gateway::reload applies the difference on every
-// worker (all or nothing; it returns once every worker has applied it), then the overlay is
-// written to the state file. If that write fails, the gateway is put back as it was and the
-// request fails: an acknowledged change is always on disk, and nothing unacknowledged runs.
-// With validate_only, the same checks run (including a trial bind of new addresses) and
-// nothing is applied or written.
+// Every change is made the same way (commit()): its edits are made to the desired state in
+// place (recorded, so that they can be undone), what they touch is checked against the rest,
+// Gateway::apply applies it on every worker (all or nothing; it returns once every worker has
+// applied it), and the overlay is written to the state file once every step that can fail has
+// succeeded and before the workers commit (Gateway::PreCommit). If anything fails, nothing runs
+// and the edits are undone: an acknowledged change is always on disk, and nothing
+// unacknowledged runs. A change costs what it touches, not what the gateway holds (creating the
+// 10,000th listener costs what the first did), except writing the state file, which holds the
+// whole overlay. A SIGHUP reload replaces the base: the whole effective configuration is
+// checked and Gateway::reload applies the difference. With validate_only, the same checks run
+// (including a trial bind of new addresses) and nothing is applied or written.
 //
 // Scheduled events and timed pauses are timers on the control loop, labelled "scheduled NAME"
 // / "scheduled pause NAME" in ListEvents. When one fires, its action runs as a change like any
@@ -118,17 +122,29 @@ class ControlPlane {
   const DesiredState& desired() const { return state_; }
 
  private:
-  // A change to commit: the next desired state and what to tell watchers once it is applied.
+  // A change to commit: its edits, made to the desired state in place through `edited` (recorded
+  // from construction on), and what to tell watchers once it is applied. commit() keeps the
+  // edits of an applied change; those of a change that is refused, only validated or never
+  // committed are undone when the Change goes. One Change at a time.
   struct Change {
-    DesiredState next;
+    Change(DesiredState& state, std::vector<v1::WatchEvent> changeNotices,
+           bool changesOverlay = true, const char* changeCause = "API change");
+    ~Change();
+    Change(const Change&) = delete;
+    Change& operator=(const Change&) = delete;
+
+    DesiredState& edited;  // the control plane's desired state, recording
     std::vector<v1::WatchEvent> notices;
-    bool overlayChanged = true;        // false for a reload: nothing new to write
-    const char* cause = "API change";  // for the gateway's "reloaded (...)" log line
+    bool overlayChanged;  // false for a reload: nothing new to write
+    const char* cause;    // for the gateway's "reloaded (...)" log line
   };
 
-  grpc::Status commit(Change change, bool validateOnly);
-  // Trial-binds the addresses `config` has and the running gateway does not (validate_only).
-  grpc::Status checkBinds(const gateway::Config& config) const;
+  grpc::Status commit(Change& change, bool validateOnly);
+  // What the edits of `change` do to the running configuration, by name.
+  gateway::Gateway::Delta deltaOf(const Change& change) const;
+  // Trial-binds the addresses of `listeners` that the running gateway does not hold
+  // (validate_only).
+  grpc::Status checkBinds(const std::vector<gateway::ListenerConfig>& listeners) const;
   std::optional<std::string> persist(const DesiredState& state) const;
   void publish(v1::WatchEvent event);
   std::chrono::system_clock::time_point wallNow() const { return wallClock_(); }

@@ -48,6 +48,7 @@ std::string flagsText(reactor::EventMask mask) {
   add(reactor::kPersist, "persist");
   add(reactor::kEdgeTriggered, "et");
   add(reactor::kClosed, "closed");
+  add(reactor::kExclusive, "exclusive");
   return out;
 }
 
@@ -199,16 +200,16 @@ void ControlPlane::fireEvent(const std::string& name) {
     auto next = fromTimestamp(event.next_fire_time()) + interval;
     if (next <= wallNow()) next = wallNow() + interval;
     *event.mutable_next_fire_time() = toTimestamp(next);
-    change.next.putEvent(event);
+    change.edited.putEvent(event);
   } else {
-    change.next.removeEvent(name);
+    change.edited.removeEvent(name);
     v1::WatchEvent deleted;
     deleted.set_type(v1::WATCH_EVENT_TYPE_SCHEDULED_EVENT_DELETED);
     deleted.set_scheduled_event(name);
     deleted.set_detail("ran its last firing");
     change.notices.push_back(std::move(deleted));
   }
-  const grpc::Status status = commit(std::move(change), false);
+  const grpc::Status status = commit(change, false);
   if (!status.ok()) {
     gateway::logError("scheduled event " + name +
                       ": cannot record its firing: " + describe(status));
@@ -353,8 +354,8 @@ grpc::Status ControlPlane::createEvent(const v1::CreateEventRequest& request,
   created.set_type(v1::WATCH_EVENT_TYPE_SCHEDULED_EVENT_CREATED);
   created.set_scheduled_event(event.name());
   Change change{state_, {created}};
-  change.next.putEvent(event);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  change.edited.putEvent(event);
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   if (!request.validate_only()) armEvent(event.name());
@@ -372,8 +373,8 @@ grpc::Status ControlPlane::deleteEvent(const v1::DeleteEventRequest& request) {
   deleted.set_type(v1::WATCH_EVENT_TYPE_SCHEDULED_EVENT_DELETED);
   deleted.set_scheduled_event(name);
   Change change{state_, {deleted}};
-  change.next.removeEvent(name);
-  if (grpc::Status status = commit(std::move(change), request.validate_only()); !status.ok()) {
+  change.edited.removeEvent(name);
+  if (grpc::Status status = commit(change, request.validate_only()); !status.ok()) {
     return status;
   }
   if (!request.validate_only()) disarm("event " + name);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 #include "gateway/log.h"
 
@@ -42,6 +43,8 @@ void AccessLog::write(const std::string& line) const {
   (void)::write(fd_, withNewline.data(), withNewline.size());
 }
 
+ListeningSocket::~ListeningSocket() { ::close(fd_); }
+
 Worker::Worker(uint32_t index, const AccessLog& accessLog, NoticeSink* notices)
     : index_(index), accessLog_(accessLog), notices_(notices) {}
 
@@ -63,7 +66,7 @@ void Worker::run(std::promise<void>& ready) {
   base.loop(reactor::kLoopNoExitOnEmpty);
   // Leaving: whatever is still open is closed (flows delete themselves at the end of the pass).
   // The pickers (in accepting_) go last: a closing flow reports to its picker.
-  for (auto& accepting : accepting_) accepting->listener.reset();
+  for (auto& [state, accepting] : accepting_) closeListener(*accepting);
   prepared_.clear();
   closeOldest(flows_.size(), CloseReason::kDrain);
   base.loop(reactor::kLoopNonBlock);
@@ -120,9 +123,14 @@ std::unique_ptr<Worker::Accepting> Worker::adopt(const Socket& socket) {
   if (socket.listener->stats)
     accepting->settings.counters = &socket.listener->stats->workers.at(index_);
   configure(*accepting, socket.config);
-  accepting->listener = reactor::Listener::adopt(
-      *base_.load(), onAccept, accepting.get(),
-      reactor::Listener::kCloseOnFree | reactor::Listener::kDisabled, /*backlog=*/0, socket.fd);
+  accepting->socket = socket.socket;
+  // The socket closes with its last holder, not with a reactor listener. One reserve fd per
+  // worker for the EMFILE trick, not one per listener: with thousands of listeners, the fds
+  // go to flows.
+  unsigned options = reactor::Listener::kDisabled | reactor::Listener::kSharedReserve;
+  if (socket.shared) options |= reactor::Listener::kExclusiveAccept;
+  accepting->listener = reactor::Listener::adopt(*base_.load(), onAccept, accepting.get(), options,
+                                                 /*backlog=*/0, socket.socket->fd());
   if (!accepting->listener) {
     const int error = errno;
     accepting.reset();
@@ -134,36 +142,25 @@ std::unique_ptr<Worker::Accepting> Worker::adopt(const Socket& socket) {
 }
 
 std::future<std::optional<std::string>> Worker::prepare(std::vector<Socket> sockets) {
-  // The sockets belong to the posted function until adopted: whatever it has not handed to a
-  // listener is closed with it, also when it never runs (the loop is not running, or ends first).
-  struct Fds {
-    std::vector<Socket> sockets;
-    ~Fds() {
-      for (const Socket& socket : sockets) {
-        if (socket.fd >= 0) ::close(socket.fd);
-      }
-    }
-  };
-  auto fds = std::make_shared<Fds>();
-  fds->sockets = std::move(sockets);
-  return call<std::optional<std::string>>([this, fds]() -> std::optional<std::string> {
+  // The sockets belong to the posted function until adopted; if it never runs (the loop is not
+  // running, or ends first), they are let go with it.
+  auto pending = std::make_shared<std::vector<Socket>>(std::move(sockets));
+  return call<std::optional<std::string>>([this, pending]() -> std::optional<std::string> {
     std::vector<std::unique_ptr<Accepting>> adopted;
-    for (Socket& socket : fds->sockets) {
+    for (const Socket& socket : *pending) {
       std::unique_ptr<Accepting> accepting = adopt(socket);
       if (!accepting) {
         const std::string error = "worker " + std::to_string(index_) +
                                   ": cannot accept on listener " + socket.config->name + ": " +
                                   std::strerror(errno);
-        // Everything closed before the answer: the caller may report that nothing listens.
-        // The adopted ones close their sockets as `adopted` goes.
-        for (Socket& rest : fds->sockets) {
-          if (rest.fd >= 0) ::close(std::exchange(rest.fd, -1));
-        }
+        // Every socket let go before the answer (the adopted ones as `adopted` goes): once every
+        // worker has answered or aborted, the caller may report that nothing listens.
+        pending->clear();
         return error;
       }
-      socket.fd = -1;  // the listener owns it now
       adopted.push_back(std::move(accepting));
     }
+    pending->clear();
     for (auto& accepting : adopted) prepared_.push_back(std::move(accepting));
     return std::nullopt;
   });
@@ -183,15 +180,14 @@ std::future<void> Worker::commit(Changes changes) {
         logError("worker " + std::to_string(index_) + ": cannot accept on listener " +
                  accepting->config->name + ": " + std::strerror(errno));
       }
-      accepting_.push_back(std::move(accepting));
+      const ListenerState* state = accepting->state.get();
+      accepting_.emplace(state, std::move(accepting));
     }
     prepared_.clear();
-    // Removing destroys the reactor listener (closing its socket); the flows it accepted keep
-    // their listener state and picker through their OpenFlow.
-    std::erase_if(accepting_, [&changes](const std::unique_ptr<Accepting>& accepting) {
-      return std::find(changes.remove.begin(), changes.remove.end(), accepting->state.get()) !=
-             changes.remove.end();
-    });
+    // Removing destroys the reactor listener and lets go of its socket (closed once no worker
+    // holds it); the flows it accepted keep their listener state and picker through their
+    // OpenFlow.
+    for (const ListenerState* removed : changes.remove) accepting_.erase(removed);
     for (const Update& change : changes.update) update(change);
     done->set_value();
   });
@@ -214,22 +210,26 @@ std::future<void> Worker::abort() {
 }
 
 void Worker::update(const Update& change) {
-  for (auto& accepting : accepting_) {
-    if (accepting->state.get() != change.listener) continue;
-    configure(*accepting, change.config);
-    if (&accepting->cluster->state() != change.cluster.get()) {
-      accepting->cluster = makePicker(change.cluster);
-    }
-    // Null after stopAccepting(): a drain is not undone by a resume.
-    if (accepting->listener) {
-      const int result =
-          change.config->paused ? accepting->listener->disable() : accepting->listener->enable();
-      if (result != 0) {
-        logError("worker " + std::to_string(index_) + ": cannot accept on listener " +
-                 change.config->name + ": " + std::strerror(errno));
-      }
-    }
+  const auto found = accepting_.find(change.listener);
+  if (found == accepting_.end()) return;
+  Accepting& accepting = *found->second;
+  configure(accepting, change.config);
+  if (&accepting.cluster->state() != change.cluster.get()) {
+    accepting.cluster = makePicker(change.cluster);
   }
+  // Null after stopAccepting(): a drain is not undone by a resume.
+  if (!accepting.listener) return;
+  const int result =
+      change.config->paused ? accepting.listener->disable() : accepting.listener->enable();
+  if (result != 0) {
+    logError("worker " + std::to_string(index_) + ": cannot accept on listener " +
+             change.config->name + ": " + std::strerror(errno));
+  }
+}
+
+void Worker::closeListener(Accepting& accepting) {
+  accepting.listener.reset();
+  accepting.socket.reset();
 }
 
 void Worker::onAccept(reactor::Listener&, int fd, const sockaddr* peer, socklen_t peerLen,
@@ -431,7 +431,7 @@ void Worker::stopAccepting() {
   // Only the listening sockets: the flows already accepted keep using their listener's picker.
   if (reactor::EventBase* base = base_.load()) {
     base->runInLoop([this] {
-      for (auto& accepting : accepting_) accepting->listener.reset();
+      for (auto& [state, accepting] : accepting_) closeListener(*accepting);
     });
   }
 }

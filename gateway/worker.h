@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -50,7 +51,8 @@ class AccessLog {
 // keeps its ListenerState (and so its count); one that replaces it makes a new one.
 //
 // Thread rule: `config` and `cluster` belong to the owner (the Gateway's thread), which changes
-// them on reload; the workers keep their own copies and never read these two. `id` is fixed, and
+// them on reload (under the lock that Gateway::metricsView() reads max_connections under); the
+// workers keep their own copies and never read these two. `id` is fixed, and
 // the atomics are safe from any thread. `bound` is set before any worker sees the listener.
 struct ListenerState {
   ListenerState(uint64_t listenerId, ListenerConfig listenerConfig)
@@ -68,6 +70,25 @@ struct ListenerState {
   // The metrics' counters, kept by name across a replacement (Gateway); set before any worker
   // sees the listener. Null: not counted.
   std::shared_ptr<stats::ListenerStats> stats;
+  // The listening sockets it holds: one that every worker shares, or one per worker. Set before
+  // any worker sees the listener.
+  uint32_t sockets = 0;
+};
+
+// A listening socket, closed when the last of its holders lets go: with listener_sockets: shared,
+// every worker holds the listener's one socket; with per_worker, each its own. Immutable: safe
+// from any thread.
+class ListeningSocket {
+ public:
+  explicit ListeningSocket(int fd) : fd_(fd) {}
+  ~ListeningSocket();
+  ListeningSocket(const ListeningSocket&) = delete;
+  ListeningSocket& operator=(const ListeningSocket&) = delete;
+
+  int fd() const { return fd_; }
+
+ private:
+  const int fd_;
 };
 
 // What a worker's loop knows only on its own thread, read for a metrics scrape (Worker::sample).
@@ -82,9 +103,9 @@ struct WorkerSample {
   std::vector<Listener> listeners;
 };
 
-// One worker thread with its own EventBase: it accepts on its own SO_REUSEPORT socket of every
-// listener and relays the flows it accepted until they end ("one loop per thread"; a flow never
-// leaves its worker).
+// One worker thread with its own EventBase: it accepts on every listener (on the listener's one
+// socket, which all workers wait on, or on this worker's own SO_REUSEPORT socket of it) and relays
+// the flows it accepted until they end ("one loop per thread"; a flow never leaves its worker).
 //
 // Listeners change in two phases so that a change applies on every worker or on none:
 // prepare() adopts the new sockets without accepting on them (the only step that can fail);
@@ -100,11 +121,14 @@ struct WorkerSample {
 // when the loop stopped first, a broken_promise error).
 class Worker : private FlowObserver, private reactor::LoopObserver {
  public:
-  // A listening socket for this worker (the worker owns the fd), the listener it belongs to, and
-  // what this worker's flows from it start with: the listener's settings and its cluster.
+  // A listening socket for this worker, the listener it belongs to, and what this worker's flows
+  // from it start with: the listener's settings and its cluster. `shared`: the other workers
+  // accept on the same socket (the worker then registers it for exclusive wake-ups, so that a new
+  // connection wakes one loop, not all).
   struct Socket {
     std::shared_ptr<ListenerState> listener;
-    int fd;
+    std::shared_ptr<ListeningSocket> socket;
+    bool shared;
     std::shared_ptr<const ListenerConfig> config;
     std::shared_ptr<ClusterState> cluster;
   };
@@ -125,7 +149,8 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   // Starts the thread and its loop (with no listener yet); returns once the loop is set up.
   void start();
 
-  // Closes this worker's listening sockets: new clients are refused, flows go on.
+  // Stops accepting and lets go of this worker's listening sockets (a shared one closes when the
+  // last worker lets go): new clients are refused, flows go on.
   void stopAccepting();
   // Stops the loop (flows still open are closed with kDrain first) and joins the thread. Called
   // by the owner only (not concurrently with itself).
@@ -138,10 +163,11 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   // Destroys, on the loop thread, what own() keeps under `key`, if anything.
   void disown(std::string key);
 
-  // Phase 1: adopts `sockets` (the worker owns the fds from now on) as listeners that do not
+  // Phase 1: adopts `sockets` (the worker holds them from now on) as listeners that do not
   // accept yet, kept until commit() or abort(). If one cannot be adopted (Listener::adopt
-  // fails), every socket of this call is closed, nothing is kept, and the result is the error.
-  // If the loop is not running, closes the sockets; the result is then no error.
+  // fails), the worker lets go of every socket of this call before answering, nothing is kept,
+  // and the result is the error. If the loop is not running, it lets go of them; the result is
+  // then no error.
   std::future<std::optional<std::string>> prepare(std::vector<Socket> sockets);
 
   // A listener that stays, with its new settings (or only a new cluster).
@@ -206,6 +232,8 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
     std::shared_ptr<ListenerState> state;
     std::shared_ptr<const ListenerConfig> config;
     std::shared_ptr<WorkerCluster> cluster;
+    // The socket outlives the reactor listener on it (declared first, destroyed last).
+    std::shared_ptr<ListeningSocket> socket;
     std::unique_ptr<reactor::Listener> listener;
     FlowSettings settings;  // settings.counters: this worker's slot of the listener's stats
   };
@@ -228,6 +256,8 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   // Takes the settings of `config` for new flows.
   static void configure(Accepting& accepting, std::shared_ptr<const ListenerConfig> config);
   void update(const Update& update);
+  // Stops accepting on `accepting` and lets go of its socket (loop thread).
+  static void closeListener(Accepting& accepting);
   std::shared_ptr<WorkerCluster> makePicker(std::shared_ptr<ClusterState> cluster) const;
   static void onAccept(reactor::Listener& listener, int fd, const sockaddr* peer, socklen_t peerLen,
                        void* arg);
@@ -252,7 +282,8 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   std::atomic<bool> stopPosted_{false};
 
   // Loop thread only.
-  std::vector<std::unique_ptr<Accepting>> accepting_;
+  // By listener: a change finds what it removes or updates at once, among thousands.
+  std::unordered_map<const ListenerState*, std::unique_ptr<Accepting>> accepting_;
   // Adopted by prepare(), not accepting until commit().
   std::vector<std::unique_ptr<Accepting>> prepared_;
   std::map<uint64_t, OpenFlow> flows_;  // by id, which grows with age: oldest first

@@ -23,6 +23,7 @@ uint32_t toEpoll(EventMask mask) {
   if (mask & kWrite) events |= EPOLLOUT;
   if (mask & kClosed) events |= EPOLLRDHUP;
   if (mask & kEdgeTriggered) events |= EPOLLET;
+  if (mask & kExclusive) events |= EPOLLEXCLUSIVE;
   return events;
 }
 
@@ -54,7 +55,7 @@ class EpollPoller final : public Poller {
     if (before == 0) {
       if (epoll_ctl(epollFd_, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
       // Still registered: the fd was closed and a dup kept the old registration alive.
-      if (errno == EEXIST) return epoll_ctl(epollFd_, EPOLL_CTL_MOD, fd, &ev);
+      if (errno == EEXIST) return modify(fd, ev);
       return -1;
     }
     if (after == 0) {
@@ -63,6 +64,7 @@ class EpollPoller final : public Poller {
       if (errno == ENOENT || errno == EBADF || errno == EPERM) return 0;
       return -1;
     }
+    if ((before | after) & kExclusive) return modify(fd, ev);
     if (epoll_ctl(epollFd_, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
     // The fd was closed and reopened under the same number: the kernel forgot the old one.
     if (errno == ENOENT) return epoll_ctl(epollFd_, EPOLL_CTL_ADD, fd, &ev);
@@ -103,6 +105,16 @@ class EpollPoller final : public Poller {
     const auto ms = (std::min<int64_t>(timeout->count(), kMaxWaitNs) + 999'999) / 1'000'000;
     return epoll_wait(epollFd_, events_.data(), maxEvents,
                       static_cast<int>(ms > INT_MAX ? INT_MAX : ms));
+  }
+
+  // Replaces the registration of `fd` by `ev`. The kernel refuses EPOLL_CTL_MOD on an
+  // exclusive registration (EINVAL, epoll_ctl(2)), so the fd is removed and added again; a
+  // readiness that arrives in between is not lost (the fd is level-triggered or, edge-triggered,
+  // reported on ADD if ready).
+  int modify(int fd, epoll_event& ev) {
+    if (!(ev.events & EPOLLEXCLUSIVE) && epoll_ctl(epollFd_, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+    (void)epoll_ctl(epollFd_, EPOLL_CTL_DEL, fd, &ev);
+    return epoll_ctl(epollFd_, EPOLL_CTL_ADD, fd, &ev);
   }
 
   int epollFd_;

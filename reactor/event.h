@@ -21,6 +21,18 @@ inline constexpr EventMask kSignal = 0x08;         // EV_SIGNAL: fd is a signal 
 inline constexpr EventMask kPersist = 0x10;        // EV_PERSIST: stays pending after its callback
 inline constexpr EventMask kEdgeTriggered = 0x20;  // EV_ET: edge-triggered (epoll backend)
 inline constexpr EventMask kClosed = 0x80;         // EV_CLOSED: the peer closed (EPOLLRDHUP)
+// Our extension, no libevent equivalent (libevent has no 0x100 bit, so a libevent user's masks
+// mean what they meant): for an fd that several bases wait on at once (one listening socket
+// shared by every worker), a readiness wakes one of the loops rather than all of them
+// (EPOLLEXCLUSIVE, Linux 4.5). The poll backend accepts it and wakes every loop, as without it.
+// Rules, checked by add() on every backend (-1 with EINVAL otherwise, nothing changed):
+//   - for fd events with kRead and/or kWrite only: not with kClosed (epoll refuses
+//     EPOLLRDHUP with EPOLLEXCLUSIVE); ignored by a pure timer and by signal events;
+//   - as with kEdgeTriggered, one base's events on an fd are either all exclusive or none.
+// It never appears in what a callback is given. The epoll backend re-registers the fd (DEL then
+// ADD) where it would modify it, because epoll_ctl refuses EPOLL_CTL_MOD on an exclusive
+// registration (EINVAL, epoll_ctl(2)).
+inline constexpr EventMask kExclusive = 0x100;
 
 // The callback of an event: the fd (or signal number), the bits that fired, and the argument
 // given when the event was set up.

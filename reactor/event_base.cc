@@ -22,12 +22,14 @@ constexpr int kSignalSlots = _NSIG;
 // The base whose loop runs on this thread right now, if any.
 thread_local EventBase* tlsRunningBase = nullptr;
 
-EventMask interestOf(uint32_t readers, uint32_t writers, uint32_t closers, uint32_t edge) {
+EventMask interestOf(uint32_t readers, uint32_t writers, uint32_t closers, uint32_t edge,
+                     uint32_t exclusive) {
   EventMask mask = 0;
   if (readers > 0) mask |= kRead;
   if (writers > 0) mask |= kWrite;
   if (closers > 0) mask |= kClosed;
   if (mask != 0 && edge > 0) mask |= kEdgeTriggered;
+  if (mask != 0 && exclusive > 0) mask |= kExclusive;
   return mask;
 }
 
@@ -301,22 +303,33 @@ int EventBase::insertMapped(Event& ev) {
   if (static_cast<size_t>(fd) >= fds_.size()) fds_.resize(static_cast<size_t>(fd) + 1);
   FdSlot& slot = fds_[fd];
   const bool edge = (ev.events_ & kEdgeTriggered) != 0;
-  // As libevent: one fd is either edge- or level-triggered for all its events.
-  if (!slot.events.empty() && (slot.edge > 0) != edge) {
+  const bool exclusive = (ev.events_ & kExclusive) != 0;
+  // epoll refuses EPOLLRDHUP on an exclusive registration: refused here, so that every backend
+  // agrees (kExclusive in event.h).
+  if (exclusive && (ev.events_ & kClosed)) {
     errno = EINVAL;
     return -1;
   }
-  const EventMask before = interestOf(slot.readers, slot.writers, slot.closers, slot.edge);
+  // As libevent: one fd is either edge- or level-triggered for all its events. The same for
+  // exclusive wake-ups (ours), which the kernel sets per registration too.
+  if (!slot.events.empty() && ((slot.edge > 0) != edge || (slot.exclusive > 0) != exclusive)) {
+    errno = EINVAL;
+    return -1;
+  }
+  const EventMask before =
+      interestOf(slot.readers, slot.writers, slot.closers, slot.edge, slot.exclusive);
   const uint32_t readers = slot.readers + ((ev.events_ & kRead) ? 1 : 0);
   const uint32_t writers = slot.writers + ((ev.events_ & kWrite) ? 1 : 0);
   const uint32_t closers = slot.closers + ((ev.events_ & kClosed) ? 1 : 0);
   const uint32_t edges = slot.edge + (edge ? 1 : 0);
-  const EventMask after = interestOf(readers, writers, closers, edges);
+  const uint32_t exclusives = slot.exclusive + (exclusive ? 1 : 0);
+  const EventMask after = interestOf(readers, writers, closers, edges, exclusives);
   if (after != before && poller_->update(fd, before, after) < 0) return -1;
   slot.readers = readers;
   slot.writers = writers;
   slot.closers = closers;
   slot.edge = edges;
+  slot.exclusive = exclusives;
   // Newest first, as libevent's evmap: the last event added on an fd runs first in a pass.
   slot.events.pushFront(&ev);
   setListFlag(ev, Event::kListInserted, true);
@@ -325,12 +338,15 @@ int EventBase::insertMapped(Event& ev) {
 
 void EventBase::removeMapped(Event& ev, bool tellPoller) {
   FdSlot& slot = fds_[ev.fd_];
-  const EventMask before = interestOf(slot.readers, slot.writers, slot.closers, slot.edge);
+  const EventMask before =
+      interestOf(slot.readers, slot.writers, slot.closers, slot.edge, slot.exclusive);
   if (ev.events_ & kRead) --slot.readers;
   if (ev.events_ & kWrite) --slot.writers;
   if (ev.events_ & kClosed) --slot.closers;
   if (ev.events_ & kEdgeTriggered) --slot.edge;
-  const EventMask after = interestOf(slot.readers, slot.writers, slot.closers, slot.edge);
+  if (ev.events_ & kExclusive) --slot.exclusive;
+  const EventMask after =
+      interestOf(slot.readers, slot.writers, slot.closers, slot.edge, slot.exclusive);
   // A failure here means the fd is already gone; the kernel has forgotten it either way. An fd
   // about to be closed needs no word if the poller forgets closed fds by itself (epoll).
   const bool closing = !tellPoller && after == 0 && poller_->forgetsClosedFds();

@@ -163,6 +163,7 @@ class EventBase {
     uint32_t writers = 0;
     uint32_t closers = 0;
     uint32_t edge = 0;
+    uint32_t exclusive = 0;
   };
 
   // Event bookkeeping, called by Event.

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <fstream>
 #include <string>
+#include <utility>
 
 namespace evgate::reactor {
 namespace {
@@ -51,6 +52,20 @@ bool isConnectionError(int error) {
 }
 
 }  // namespace
+
+// Listeners are made, used and destroyed on their loop thread: a thread_local needs no lock.
+struct Listener::SharedReserve {
+  int fd = -1;
+  size_t users = 0;
+  ~SharedReserve() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+Listener::SharedReserve& Listener::threadReserve() {
+  thread_local SharedReserve reserve;
+  return reserve;
+}
 
 std::unique_ptr<Listener> Listener::bind(EventBase& base, AcceptCallback cb, void* arg,
                                          unsigned options, int backlog,
@@ -102,9 +117,14 @@ Listener::Listener(EventBase& base, AcceptCallback cb, void* arg, unsigned optio
       options_(options),
       acceptCb_(cb),
       acceptArg_(arg),
-      reserveFd_(openReserve()),
-      acceptEvent_(base, fd, kRead | kPersist, onReadable, this),
+      acceptEvent_(base, fd, kRead | kPersist | ((options & kExclusiveAccept) ? kExclusive : 0),
+                   onReadable, this),
       retryEvent_(base, onRetry, this) {
+  if (options & kSharedReserve) {
+    sharedReserve_ = &threadReserve();
+    ++sharedReserve_->users;
+  }
+  if (reserveFd() < 0) reserveFd() = openReserve();
   const std::optional<SocketAddress> local = SocketAddress::localOf(fd);
   setLabel("listener " + (local ? local->toString() : "fd " + std::to_string(fd)));
 }
@@ -116,11 +136,22 @@ void Listener::setLabel(const std::string& label) {
 
 Listener::~Listener() {
   if (destroyed_ != nullptr) *destroyed_ = true;
-  // Unregister before closing, so the poller is told about an fd that still exists.
+  assert((sharedReserve_ == nullptr || sharedReserve_ == &threadReserve()) &&
+         "a kSharedReserve listener is destroyed on the thread that made it");
+  // Unregister before closing, so the poller is told about an fd that still exists. Always
+  // del(), never delBeforeClose(): the fd may stay open (kExclusiveAccept, or not kCloseOnFree),
+  // and then epoll would keep a registration that nobody removes.
   acceptEvent_.del();
   retryEvent_.del();
-  if (reserveFd_ >= 0) ::close(reserveFd_);
+  if (sharedReserve_ == nullptr || --sharedReserve_->users == 0) {
+    int& reserve = reserveFd();
+    if (reserve >= 0) ::close(std::exchange(reserve, -1));
+  }
   if (options_ & kCloseOnFree) ::close(fd_);
+}
+
+int& Listener::reserveFd() {
+  return sharedReserve_ != nullptr ? sharedReserve_->fd : ownReserveFd_;
 }
 
 int Listener::enable() {
@@ -197,12 +228,13 @@ void Listener::acceptReady(const bool& destroyed) {
 // accept() checks for a free fd before it looks at the queue, so EMFILE does not mean that a
 // connection is waiting: EAGAIN with the reserve freed says the queue is empty.
 Listener::Shed Listener::shedConnection() {
-  if (reserveFd_ < 0) return Shed::kStuck;
-  ::close(reserveFd_);
+  int& reserve = reserveFd();
+  if (reserve < 0) return Shed::kStuck;
+  ::close(reserve);
   const int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
   const int error = errno;
   if (conn >= 0) ::close(conn);
-  reserveFd_ = openReserve();
+  reserve = openReserve();
   if (conn >= 0 || isConnectionError(error)) return Shed::kDropped;
   if (error == EAGAIN || error == EWOULDBLOCK) return Shed::kQueueEmpty;
   return Shed::kStuck;  // another thread took the freed fd, or a different error
@@ -219,7 +251,7 @@ void Listener::pause() {
 void Listener::onRetry(int, EventMask, void* arg) {
   auto* self = static_cast<Listener*>(arg);
   self->paused_ = false;
-  if (self->reserveFd_ < 0) self->reserveFd_ = openReserve();
+  if (self->reserveFd() < 0) self->reserveFd() = openReserve();
   if (self->updateInterest() != 0 && self->errorCb_ != nullptr) {
     self->errorCb_(*self, errno, self->errorArg_);
   }

@@ -24,13 +24,14 @@ namespace evgate::reactor {
 // - EINTR, ECONNABORTED and the network errors accept(2) passes on from the dequeued connection
 //   (EPROTO, ENETDOWN, EHOSTUNREACH, ...): at most that one connection is lost; keep accepting.
 // - EMFILE / ENFILE (out of fds): the pending connection would stay ready and make the loop spin
-//   at 100% CPU. The listener keeps a reserve fd (/dev/null): it closes it, accepts the
-//   connection, closes that at once (the client sees a prompt close instead of hanging in the
-//   backlog), reopens the reserve, reports the error (one call per connection dropped) and goes
-//   on. If the reserve cannot be had, it reports the error, stops accepting for kRetryDelay
-//   (connections wait in the backlog) and then tries again. Without a reserve, the pause can
-//   also follow an accept that took the last fd and emptied the queue: accept() fails with
-//   EMFILE before it looks at the queue.
+//   at 100% CPU. The listener keeps a reserve fd (/dev/null; its own, or with kSharedReserve one
+//   for all such listeners of its thread): it closes it, accepts the connection, closes that at
+//   once (the client sees a prompt close instead of hanging in the backlog), reopens the
+//   reserve, reports the error (one call per connection dropped) and goes on. If the reserve
+//   cannot be had, it reports the error, stops accepting for kRetryDelay (connections wait in
+//   the backlog) and then tries again. Without a reserve, the pause can also follow an accept
+//   that took the last fd and emptied the queue: accept() fails with EMFILE before it looks at
+//   the queue.
 // - Anything else (ENOBUFS, ENOMEM, EPERM from a security module, EINVAL on a socket that was
 //   shut down, ...): the connection stays queued, so the error is reported, then the same pause:
 //   a lasting error costs one wake-up per kRetryDelay rather than a spin.
@@ -51,6 +52,20 @@ class Listener final : public DeferredDeletable {
   static constexpr unsigned kReuseAddress = 0x08;  // bind(): SO_REUSEADDR
   static constexpr unsigned kDisabled = 0x20;      // start disabled: enable() to accept
   static constexpr unsigned kReusePort = 0x80;     // bind(): SO_REUSEPORT (one per worker)
+  // Our extensions, beyond libevent's options (so far from its bits):
+  // The accept event is registered with kExclusive (event.h): for one listening socket that
+  // several loops accept on (each with its own Listener over the same fd), a new connection
+  // wakes one loop rather than every one (nginx's EPOLLEXCLUSIVE accept). The fd stays open
+  // while the other loops wait on it, so such a listener unregisters with Event::del(), never
+  // delBeforeClose(), and at most the last of them to go may be kCloseOnFree (better: none, the
+  // socket's owner closes it once every listener on it is gone).
+  static constexpr unsigned kExclusiveAccept = 0x10000;
+  // The EMFILE reserve fd is the loop thread's: one /dev/null fd shared by every listener with
+  // this option on the thread (opened by the first, closed with the last), instead of one per
+  // listener. What a process with thousands of listeners needs; the trick is the same, as only
+  // one callback runs at a time on a thread. Such a listener must be destroyed on the thread
+  // that made it (asserted), which the thread rule below already asks.
+  static constexpr unsigned kSharedReserve = 0x20000;
 
   // Accepts per readiness before the loop gets a turn.
   static constexpr int kMaxAcceptsPerWake = 64;
@@ -128,6 +143,11 @@ class Listener final : public DeferredDeletable {
   Shed shedConnection();
   void pause();
   int updateInterest();
+  // The reserve fd this listener uses: its own, or its thread's (kSharedReserve).
+  int& reserveFd();
+  // The kSharedReserve listeners' reserve on this thread, and how many use it.
+  struct SharedReserve;
+  static SharedReserve& threadReserve();
 
   EventBase& base_;
   const int fd_;
@@ -138,7 +158,9 @@ class Listener final : public DeferredDeletable {
   void* errorArg_ = nullptr;
   bool enabled_ = false;
   bool paused_ = false;
-  int reserveFd_;
+  int ownReserveFd_ = -1;
+  // With kSharedReserve: the thread's reserve, which this listener counts as a user.
+  SharedReserve* sharedReserve_ = nullptr;
   // While the accept event's callback runs: points at a flag on its stack that the destructor
   // sets (what libevent's refcount and folly's DestructorGuard are for).
   bool* destroyed_ = nullptr;

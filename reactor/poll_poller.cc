@@ -33,7 +33,8 @@ class PollPoller final : public Poller {
       index = -1;
       return 0;
     }
-    // poll has no edge-triggered mode: kEdgeTriggered events behave as level-triggered here.
+    // poll has no edge-triggered mode: kEdgeTriggered events behave as level-triggered here. Nor
+    // exclusive wake-ups: with kExclusive, every base that polls the fd wakes.
     short events = 0;
     if (after & kRead) events |= POLLIN;
     if (after & kWrite) events |= POLLOUT;

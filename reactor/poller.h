@@ -35,8 +35,9 @@ class Poller {
   virtual std::string_view name() const = 0;
 
   // Changes the interest in `fd` from `before` to `after`, each a mix of kRead, kWrite,
-  // kClosed and kEdgeTriggered; `before` 0 means new, `after` 0 means remove. Returns 0, or -1
-  // with errno if the kernel refuses the fd (e.g. EPERM for a regular file under epoll).
+  // kClosed, kEdgeTriggered and kExclusive (never with kClosed: EventBase refuses that mix);
+  // `before` 0 means new, `after` 0 means remove. Returns 0, or -1 with errno if the kernel refuses
+  // the fd (e.g. EPERM for a regular file under epoll).
   virtual int update(int fd, EventMask before, EventMask after) = 0;
 
   // Waits until an fd is ready, a signal interrupts, or `timeout` passes (nullopt: forever), and

@@ -109,8 +109,15 @@ struct AdminConfig {
   bool isLoopback() const;
 };
 
+// Which series each listener exports (metrics.listener_detail).
+enum class ListenerDetail {
+  kFull,   // every listener family of docs/metrics.md
+  kBasic,  // connections (accepted, rejected, active, max, paused) and bytes only
+};
+
 struct MetricsConfig {
   std::string address = "127.0.0.1:9902";
+  ListenerDetail listenerDetail = ListenerDetail::kFull;
 
   bool operator==(const MetricsConfig&) const = default;
 };
@@ -134,8 +141,23 @@ struct LogConfig {
   bool operator==(const LogConfig&) const = default;
 };
 
+// How the workers accept on each listener (listener_sockets).
+enum class ListenerSockets {
+  // kPerWorker for the first listeners, while all listeners' sockets together stay within an
+  // eighth of the process's fd limit (RLIMIT_NOFILE); kShared for the ones after. A listener
+  // keeps what it got for its life.
+  kAuto,
+  // One socket per listener; every worker's loop waits on it with exclusive wake-ups, and the
+  // worker that is free first accepts. One fd per listener.
+  kShared,
+  // One SO_REUSEPORT socket per listener per worker; the kernel spreads new connections over
+  // them by a hash of the client's address and port. One fd per listener per worker.
+  kPerWorker,
+};
+
 struct Config {
   uint32_t workers = 0;  // 0: one per CPU
+  ListenerSockets listenerSockets = ListenerSockets::kAuto;
   Duration drainTimeout = std::chrono::seconds(30);
   std::string stateFile;  // empty: runtime changes are not persisted
   // Watch the --config file's directory and reload when the file's content changes (as on

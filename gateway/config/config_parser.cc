@@ -385,11 +385,14 @@ void Parser::parseRoot(const Value& root, Config& config) {
     error(root.mark, "expected a map of settings at the top level, got " + describe(root.node));
     return;
   }
-  const MapFields fields(*this, root,
-                         {"workers", "drain_timeout", "state_file", "config_watch", "admin",
-                          "metrics", "log", "access_log", "clusters", "listeners"});
+  const MapFields fields(
+      *this, root,
+      {"workers", "listener_sockets", "drain_timeout", "state_file", "config_watch", "admin",
+       "metrics", "log", "access_log", "clusters", "listeners"});
   take(fields, "workers", config.workers,
        [&](const Value& v) { return readInteger(v, 0, kMaxWorkers); });
+  take(fields, "listener_sockets", config.listenerSockets,
+       [&](const Value& v) { return readEnum(v, kListenerSocketsNames); });
   take(fields, "drain_timeout", config.drainTimeout,
        [&](const Value& v) { return readDuration(v, true); });
   take(fields, "state_file", config.stateFile, [&](const Value& v) { return readString(v); });
@@ -480,13 +483,15 @@ void Parser::parseAdminTls(const Value& value, AdminConfig& admin) {
 
 void Parser::parseMetrics(const Value& value, MetricsConfig& metrics) {
   if (!isMap(value)) return;
-  const MapFields fields(*this, value, {"address"});
+  const MapFields fields(*this, value, {"address", "listener_detail"});
   if (const auto address = fields.get("address")) {
     if (const auto parsed = readAddress(*address, "127.0.0.1:9902")) {
       metrics.address = address->node.Scalar();
       boundAddresses_.emplace_back(*parsed, *address);
     }
   }
+  take(fields, "listener_detail", metrics.listenerDetail,
+       [&](const Value& v) { return readEnum(v, kListenerDetailNames); });
 }
 
 void Parser::parseLog(const Value& value, LogConfig& log) {

@@ -61,6 +61,15 @@ inline constexpr std::array<EnumName<LogLevel>, 4> kLogLevelNames{{
     {"warn", LogLevel::kWarn},
     {"error", LogLevel::kError},
 }};
+inline constexpr std::array<EnumName<ListenerSockets>, 3> kListenerSocketsNames{{
+    {"auto", ListenerSockets::kAuto},
+    {"shared", ListenerSockets::kShared},
+    {"per_worker", ListenerSockets::kPerWorker},
+}};
+inline constexpr std::array<EnumName<ListenerDetail>, 2> kListenerDetailNames{{
+    {"full", ListenerDetail::kFull},
+    {"basic", ListenerDetail::kBasic},
+}};
 inline constexpr std::array<EnumName<AccessLogMode>, 3> kAccessLogModeNames{{
     {"stdout", AccessLogMode::kStdout},
     {"file", AccessLogMode::kFile},
@@ -111,6 +120,12 @@ inline const char* toString(EndpointAdminState state) {
 }
 inline const char* toString(LogFormat format) { return enumName(format, kLogFormatNames); }
 inline const char* toString(LogLevel level) { return enumName(level, kLogLevelNames); }
+inline const char* toString(ListenerDetail detail) {
+  return enumName(detail, kListenerDetailNames);
+}
+inline const char* toString(ListenerSockets sockets) {
+  return enumName(sockets, kListenerSocketsNames);
+}
 inline const char* toString(AccessLogMode mode) { return enumName(mode, kAccessLogModeNames); }
 
 }  // namespace evgate::gateway

@@ -11,10 +11,12 @@ namespace {
 
 double seconds(uint64_t nanos) { return static_cast<double>(nanos) / 1e9; }
 
-// The listeners' families (traffic and backpressure counters).
+// The listeners' families (traffic and backpressure counters); with ListenerDetail::kBasic,
+// connections and bytes only.
 void collectListeners(const Gateway::MetricsView& view,
-                      const std::vector<Gateway::WorkerMetrics>& workers,
+                      const std::vector<Gateway::WorkerMetrics>& workers, ListenerDetail detail,
                       std::vector<prometheus::MetricFamily>& out) {
+  const bool full = detail == ListenerDetail::kFull;
   auto accepted = counterFamily("evgate_listener_connections_accepted_total",
                                 "Client connections accepted and handed to a flow.");
   auto rejected = counterFamily("evgate_listener_connections_rejected_total",
@@ -43,6 +45,7 @@ void collectListeners(const Gateway::MetricsView& view,
   std::unordered_map<std::string, WorkerSample::Listener> sampled;
   bool everyLoopAnswered = true;
   for (const Gateway::WorkerMetrics& worker : workers) {
+    if (!full) break;
     if (!worker.sample) {
       everyLoopAnswered = false;
       continue;
@@ -75,6 +78,7 @@ void collectListeners(const Gateway::MetricsView& view,
         pausesSum[d] += c.readPauses[d].value();
         pausedNanosSum[d] += c.pausedNanos[d].value();
       }
+      if (!full) continue;
       for (size_t r = 0; r < stats::kCloseReasons; ++r) closedSum[r] += c.closed[r].value();
       durationSum.add(c.flowDuration);
     }
@@ -92,9 +96,11 @@ void collectListeners(const Gateway::MetricsView& view,
     for (size_t d = 0; d < stats::kDirections; ++d) {
       const Labels withDirection{{"listener", name}, {"direction", stats::directionName(d)}};
       bytes.add(withDirection, static_cast<double>(bytesSum[d]));
+      if (!full) continue;
       pauses.add(withDirection, static_cast<double>(pausesSum[d]));
       pausedSeconds.add(withDirection, seconds(pausedNanosSum[d]));
     }
+    if (!full) continue;
     for (size_t r = 1; r < stats::kCloseReasons; ++r) {  // 0 is kNone: never a closed flow's
       // Connections refused at accept never become flows: their reasons are `rejected`'s.
       const auto reason = static_cast<CloseReason>(r);
@@ -229,7 +235,7 @@ std::vector<prometheus::MetricFamily> GatewayCollector::Collect() const {
   const std::shared_ptr<const Gateway::MetricsView> view = gateway_.metricsView();
   const std::vector<Gateway::WorkerMetrics> workers = gateway_.sampleWorkers(deadline);
   std::vector<prometheus::MetricFamily> out;
-  collectListeners(*view, workers, out);
+  collectListeners(*view, workers, detail_, out);
   collectClusters(*view, out);
   collectLoops(workers, out);
   return out;

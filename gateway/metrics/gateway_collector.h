@@ -22,15 +22,20 @@ class GatewayCollector : public prometheus::Collectable {
  public:
   static constexpr std::chrono::milliseconds kDefaultSampleTimeout{250};
 
+  // `detail` (metrics.listener_detail): with kBasic, each listener exports its connection
+  // counts and gauges and its bytes only (8 series rather than 27): what 10,000 listeners need
+  // to keep a scrape small.
   explicit GatewayCollector(const Gateway& gateway,
-                            std::chrono::milliseconds sampleTimeout = kDefaultSampleTimeout)
-      : gateway_(gateway), sampleTimeout_(sampleTimeout) {}
+                            std::chrono::milliseconds sampleTimeout = kDefaultSampleTimeout,
+                            ListenerDetail detail = ListenerDetail::kFull)
+      : gateway_(gateway), sampleTimeout_(sampleTimeout), detail_(detail) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   const Gateway& gateway_;
   const std::chrono::milliseconds sampleTimeout_;
+  const ListenerDetail detail_;
 };
 
 }  // namespace evgate::gateway::metrics

@@ -122,6 +122,47 @@ TEST_F(AdminServiceTest, ACreatedListenerAcceptsWhenTheCallReturns) {
   EXPECT_EQ(list.listeners(1).source(), v1::SOURCE_FILE);
 }
 
+// Listeners the API test creates one by one (the 10,000 of the admin goal are the gateway test's
+// and the benchmark's: bench/admin).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(NDEBUG)
+constexpr int kApiListeners = 100;
+#else
+constexpr int kApiListeners = 500;
+#endif
+
+TEST_F(AdminServiceTest, ListenersCreatedOneByOneEachRelayAsSoonAsTheCallReturns) {
+  for (int i = 0; i < kApiListeners; ++i) {
+    v1::Listener created;
+    const std::string name = "api-" + std::to_string(i);
+    ASSERT_TRUE(createListener(listenerNamed(name), created).ok()) << name;
+    // No wait: the first client right after the answer is accepted and relayed.
+    Fd client(connectTo(portOf(created.bound_address())));
+    ASSERT_TRUE(echoes(client.get(), "x")) << name;
+  }
+  v1::ListListenersRequest request;
+  request.set_page_size(1000);
+  v1::ListListenersResponse list;
+  ASSERT_TRUE(stub().ListListeners(callContext().get(), request, &list).ok());
+  EXPECT_EQ(list.listeners_size(), kApiListeners + 1);
+  v1::Status status;
+  ASSERT_TRUE(stub().GetStatus(callContext().get(), {}, &status).ok());
+  EXPECT_EQ(status.listeners(), static_cast<uint32_t>(kApiListeners + 1));
+
+  // Deleted one by one, the others go on relaying.
+  for (int i = 0; i < kApiListeners; i += 2) {
+    v1::DeleteListenerRequest del;
+    del.set_name("api-" + std::to_string(i));
+    v1::DeleteListenerResponse deleted;
+    ASSERT_TRUE(stub().DeleteListener(callContext().get(), del, &deleted).ok());
+  }
+  for (int i = 1; i < kApiListeners; i += 50) {
+    Fd client(connectTo(portOfListener("api-" + std::to_string(i))));
+    EXPECT_TRUE(echoes(client.get(), "still there")) << i;
+  }
+  ASSERT_TRUE(stub().GetStatus(callContext().get(), {}, &status).ok());
+  EXPECT_EQ(status.listeners(), static_cast<uint32_t>(kApiListeners / 2 + 1));
+}
+
 TEST_F(AdminServiceTest, CreateListenerErrorsNameTheProblemAndChangeNothing) {
   v1::Listener out;
   v1::Listener bad = listenerNamed("bad");
@@ -904,7 +945,27 @@ TEST(AdminStateFileTest, ChangesSurviveARestartAndAnUnwritableFileRefusesTheChan
     get.set_name("unsaved");
     EXPECT_EQ(admin.stub().GetListener(callContext().get(), get, &listener).error_code(),
               grpc::StatusCode::NOT_FOUND);
+    // Its sockets were opened, then closed again: no worker waits on them.
+    v1::ListEventsResponse table;
+    ASSERT_TRUE(admin.stub().ListEvents(callContext().get(), {}, &table).ok());
+    for (const v1::ReactorEvent& event : table.events()) {
+      EXPECT_EQ(event.label().find("unsaved"), std::string::npos) << event.label();
+    }
+    // And the desired state forgot it: the next change that is saved does not bring it back.
+    std::filesystem::create_directories(dir);
+    *create.mutable_listener() = listenerNamed("saved");
+    ASSERT_TRUE(admin.stub().CreateListener(callContext().get(), create, &listener).ok());
   }
+  {
+    AdminHarness admin(yaml);
+    ASSERT_TRUE(admin.ok()) << admin.error();
+    v1::ListListenersResponse list;
+    ASSERT_TRUE(admin.stub().ListListeners(callContext().get(), {}, &list).ok());
+    std::vector<std::string> names;
+    for (const v1::Listener& l : list.listeners()) names.push_back(l.name());
+    EXPECT_EQ(names, (std::vector<std::string>{"api", "saved"}));
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(AdminStateFileTest, AnInvalidStateFileRefusesToStartAndNamesTheEntry) {

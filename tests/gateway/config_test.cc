@@ -90,6 +90,22 @@ TEST(ConfigParserTest, EmbeddedDefaultParsesToTheModelDefaults) {
   EXPECT_TRUE(result.config->clusters.empty());
 }
 
+TEST(ConfigParserTest, ListenerSocketsAndListenerDetailTakeTheirWordsOnly) {
+  EXPECT_EQ(Config{}.listenerSockets, ListenerSockets::kAuto);
+  EXPECT_EQ(Config{}.metrics.listenerDetail, ListenerDetail::kFull);
+  EXPECT_EQ(parseOk("listener_sockets: shared\n").listenerSockets, ListenerSockets::kShared);
+  const ConfigResult bad =
+      parseConfig("listener_sockets: reuseport\nmetrics: { listener_detail: none }\n", "t.yaml");
+  ASSERT_EQ(bad.errors.size(), 2u);
+  EXPECT_NE(
+      bad.errors[0].toString().find("listener_sockets: expected one of auto, shared, per_worker"),
+      std::string::npos)
+      << bad.errors[0].toString();
+  EXPECT_NE(bad.errors[1].toString().find("metrics.listener_detail: expected one of full, basic"),
+            std::string::npos)
+      << bad.errors[1].toString();
+}
+
 TEST(ConfigParserTest, EmptyDocumentIsAllDefaults) {
   EXPECT_EQ(parseOk(""), Config{});
   EXPECT_EQ(parseOk("# nothing here\n\n"), Config{});
@@ -99,6 +115,7 @@ TEST(ConfigParserTest, EmptyDocumentIsAllDefaults) {
 TEST(ConfigParserTest, ParsesEveryKey) {
   const Config config = parseOk(R"(
 workers: 4
+listener_sockets: per_worker
 drain_timeout: 45s
 state_file: /var/lib/evgate/state.yaml
 admin:
@@ -107,6 +124,7 @@ admin:
   tls: { cert_file: /etc/evgate/tls.crt, key_file: /etc/evgate/tls.key, client_ca_file: ca.crt }
 metrics:
   address: "[::1]:9912"
+  listener_detail: basic
 log:
   format: json
   level: debug
@@ -146,6 +164,8 @@ listeners:
     cluster: other.pool-2
 )");
   EXPECT_EQ(config.workers, 4u);
+  EXPECT_EQ(config.listenerSockets, ListenerSockets::kPerWorker);
+  EXPECT_EQ(config.metrics.listenerDetail, ListenerDetail::kBasic);
   EXPECT_EQ(config.drainTimeout, seconds(45));
   EXPECT_EQ(config.stateFile, "/var/lib/evgate/state.yaml");
   EXPECT_EQ(config.admin.address, "127.0.0.1:9911");

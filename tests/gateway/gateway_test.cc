@@ -303,36 +303,53 @@ TEST(GatewayTest, AListenerThatStartsPausedOpensItsSocketsButDoesNotAccept) {
 // ---- All or nothing
 // ------------------------------------------------------------------------------
 
-class ReloadRollbackTest : public ::testing::TestWithParam<Opener::Failure> {};
+// How the socket opener fails, with either kind of listener sockets (one shared by the two
+// workers, or one per worker).
+struct RollbackCase {
+  Opener::Failure failure;
+  ListenerSockets sockets;
+};
+
+class ReloadRollbackTest : public ::testing::TestWithParam<RollbackCase> {
+ protected:
+  Opener::Failure failure() const { return GetParam().failure; }
+  bool perWorker() const { return GetParam().sockets == ListenerSockets::kPerWorker; }
+  // Sockets a listener opens: one per worker (two), or one for both.
+  int socketsPerListener() const { return perWorker() ? 2 : 1; }
+  Config config() const {
+    Config config = baseConfig();
+    config.listenerSockets = GetParam().sockets;
+    return config;
+  }
+};
 
 TEST_P(ReloadRollbackTest, AReloadWhoseSecondNewListenerFailsChangesNothing) {
   EchoBackend backend;
   EchoBackend other;
-  Config config = baseConfig();
+  Config config = this->config();
   config.clusters.push_back(clusterOf("c", {backend.address()}));
   config.listeners.push_back(listenerOf("web", "c"));
   Opener opener;
   Gateway gateway(config, opener.function());
   ASSERT_FALSE(gateway.start());
-  ASSERT_EQ(opener.calls, 2);
+  ASSERT_EQ(opener.calls, socketsPerListener());
   const std::shared_ptr<ClusterState> cluster = gateway.clusters()[0];
   UniqueFd open = connectTo(gateway.listeners()[0]->bound);
   ASSERT_TRUE(echoes(open.get(), "before"));
 
-  // Two new listeners (two sockets each), a changed cluster and a listener changed in place:
-  // b's second socket fails.
+  // Two new listeners, a changed cluster and a listener changed in place: b's last socket fails.
   Config next = config;
   next.clusters[0] = clusterOf("c", {other.address()});
   next.listeners[0].maxConnections = 5;
   next.listeners[0].paused = true;
   next.listeners.push_back(listenerOf("a", "c"));
   next.listeners.push_back(listenerOf("b", "c"));
-  opener.failAt = 6;
-  opener.failure = GetParam();
+  opener.failAt = 3 * socketsPerListener();
+  opener.failure = failure();
   const std::optional<std::string> error = gateway.reload(next);
   ASSERT_TRUE(error);
-  EXPECT_NE(error->find(GetParam() == Opener::Failure::kCannotOpen ? "listener b: cannot listen on"
-                                                                   : "cannot accept on listener b"),
+  EXPECT_NE(error->find(failure() == Opener::Failure::kCannotOpen ? "listener b: cannot listen on"
+                                                                  : "cannot accept on listener b"),
             std::string::npos)
       << *error;
 
@@ -341,9 +358,10 @@ TEST_P(ReloadRollbackTest, AReloadWhoseSecondNewListenerFailsChangesNothing) {
   EXPECT_EQ(gateway.listeners()[0]->config, config.listeners[0]);
   EXPECT_FALSE(gateway.listeners()[0]->paused.load());
   EXPECT_EQ(gateway.clusters()[0], cluster);
-  // a's port (its first socket was the third opened) listens nowhere, on no worker.
-  ASSERT_GE(opener.opened.size(), 3u);
-  EXPECT_FALSE(listening(opener.opened[2])) << opener.opened[2].toString();
+  // a's port (its first socket was opened right after web's) listens nowhere, on no worker.
+  const size_t aFirst = static_cast<size_t>(socketsPerListener());
+  ASSERT_GT(opener.opened.size(), aFirst);
+  EXPECT_FALSE(listening(opener.opened[aFirst])) << opener.opened[aFirst].toString();
   const std::vector<LoopEvents> events = gateway.listEvents();
   EXPECT_EQ(countLabelled(events, "listener web"), 2u);
   EXPECT_EQ(countLabelled(events, "listener a"), 0u);
@@ -368,13 +386,13 @@ TEST_P(ReloadRollbackTest, AReloadWhoseSecondNewListenerFailsChangesNothing) {
 
 TEST_P(ReloadRollbackTest, AStartWhoseSocketFailsLeavesNothingOpenOrRunning) {
   EchoBackend backend;
-  Config config = baseConfig();
+  Config config = this->config();
   config.clusters.push_back(clusterOf("c", {backend.address()}));
   config.listeners.push_back(listenerOf("web", "c"));
   config.listeners.push_back(listenerOf("api", "c"));
   Opener opener;
-  opener.failAt = 4;
-  opener.failure = GetParam();
+  opener.failAt = 2 * socketsPerListener();  // api's last socket
+  opener.failure = failure();
   Gateway gateway(config, opener.function());
   const std::optional<std::string> error = gateway.start();
   ASSERT_TRUE(error);
@@ -385,14 +403,19 @@ TEST_P(ReloadRollbackTest, AStartWhoseSocketFailsLeavesNothingOpenOrRunning) {
   EXPECT_FALSE(listening(opener.opened[0])) << opener.opened[0].toString();
 }
 
-std::string failureName(const ::testing::TestParamInfo<Opener::Failure>& failure) {
-  return failure.param == Opener::Failure::kCannotOpen ? "CannotOpen" : "NotListening";
+std::string caseName(const ::testing::TestParamInfo<RollbackCase>& info) {
+  return std::string(info.param.failure == Opener::Failure::kCannotOpen ? "CannotOpen"
+                                                                        : "NotListening") +
+         (info.param.sockets == ListenerSockets::kShared ? "Shared" : "PerWorker");
 }
 
-INSTANTIATE_TEST_SUITE_P(Failures, ReloadRollbackTest,
-                         ::testing::Values(Opener::Failure::kCannotOpen,
-                                           Opener::Failure::kNotListening),
-                         failureName);
+INSTANTIATE_TEST_SUITE_P(
+    Failures, ReloadRollbackTest,
+    ::testing::Values(RollbackCase{Opener::Failure::kCannotOpen, ListenerSockets::kShared},
+                      RollbackCase{Opener::Failure::kNotListening, ListenerSockets::kShared},
+                      RollbackCase{Opener::Failure::kCannotOpen, ListenerSockets::kPerWorker},
+                      RollbackCase{Opener::Failure::kNotListening, ListenerSockets::kPerWorker}),
+    caseName);
 
 // ---- Clusters across reloads
 // ---------------------------------------------------------------------

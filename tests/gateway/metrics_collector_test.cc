@@ -234,7 +234,7 @@ class MetricsCollectorTest : public ::testing::Test {
     ASSERT_FALSE(error) << *error;
     // A generous sample timeout: sanitizer builds answer slowly, and a missing answer would
     // leave the loop-only gauges out of the scrape.
-    collector_ = std::make_unique<GatewayCollector>(*gateway_, 10s);
+    collector_ = std::make_unique<GatewayCollector>(*gateway_, 10s, config.metrics.listenerDetail);
   }
 
   void reload(const Config& next) {
@@ -432,6 +432,37 @@ TEST_F(MetricsCollectorTest, EveryReasonAndDirectionIsPresentFromTheStartAtZero)
   EXPECT_EQ(s.count("evgate_listener_flow_duration_seconds", web), 0u);
   EXPECT_EQ(s.value("evgate_backpressure_buffered_bytes", web), 0.0);
   EXPECT_EQ(s.value("evgate_backpressure_flows_at_limit", web), 0.0);
+}
+
+TEST_F(MetricsCollectorTest, BasicListenerDetailExportsConnectionsAndBytesOnly) {
+  EchoBackend backend;
+  Config config = baseConfig();
+  config.metrics.listenerDetail = ListenerDetail::kBasic;
+  config.clusters.push_back(clusterOf("c", {backend.address()}));
+  config.listeners.push_back(listenerOf("web", "c"));
+  start(config);
+  UniqueFd client = connectTo(bound("web"));
+  ASSERT_TRUE(echoes(client.get(), "12345"));
+  client.reset();
+  ASSERT_TRUE(eventually([&] { return gateway_->flowCount() == 0; }));
+
+  const Scrape s = scrape();
+  const Labels web{{"listener", "web"}};
+  std::vector<std::string> families = s.familiesWith("listener", "web");
+  std::sort(families.begin(), families.end());
+  EXPECT_EQ(families,
+            (std::vector<std::string>{
+                "evgate_listener_bytes_total", "evgate_listener_connections_accepted_total",
+                "evgate_listener_connections_active", "evgate_listener_connections_rejected_total",
+                "evgate_listener_max_connections", "evgate_listener_paused"}));
+  size_t series = 0;
+  for (const std::string& family : families) series += s.family(family)->metric.size();
+  EXPECT_EQ(series, 8u);
+  EXPECT_EQ(s.value("evgate_listener_connections_accepted_total", web), 1.0);
+  EXPECT_EQ(s.total("evgate_listener_bytes_total", web), 10.0);
+  // The other families are whole as ever.
+  EXPECT_NE(s.family("evgate_upstream_connect_attempts_total"), nullptr);
+  EXPECT_NE(s.family("evgate_reactor_loop_iterations_total"), nullptr);
 }
 
 TEST_F(MetricsCollectorTest, BytesPerDirectionAreExactlyWhatTheEchoClientsSentAndReceived) {

@@ -176,7 +176,9 @@ describe('the configuration file', () => {
     assert.equal(cfg.workers, 0);
     assert.equal(cfg.rollOnChange, undefined, 'chart-only keys stay out of evgate.yaml');
     // Only keys evgate knows (docs/configuration.md) reach the file.
-    const known = ['workers', 'drain_timeout', 'state_file', 'config_watch', 'admin', 'metrics', 'log', 'access_log', 'clusters', 'listeners'];
+    assert.equal(cfg.listener_sockets, 'auto');
+    assert.equal(cfg.metrics.listener_detail, 'full');
+    const known = ['workers', 'listener_sockets', 'drain_timeout', 'state_file', 'config_watch', 'admin', 'metrics', 'log', 'access_log', 'clusters', 'listeners'];
     for (const k of Object.keys(cfg)) assert.ok(known.includes(k), `unknown top-level key ${k}`);
   });
 
@@ -463,6 +465,8 @@ describe('what rolls the pods', () => {
     'the metrics port': (v) => { v.metrics.port = 9912; },
     'the health port': (v) => { v.health = { port: 9913 }; },
     workers: (v) => { v.config.workers = 3; },
+    listener_sockets: (v) => { v.config.listener_sockets = 'per_worker'; },
+    'the listener metrics detail': (v) => { v.metrics.listenerDetail = 'full'; },
     'the log level': (v) => { v.config.log.level = 'info'; },
     'the access log': (v) => { v.config.access_log = { mode: 'stdout' }; },
     'admin.max_watchers': (v) => { v.config.admin.max_watchers = 17; },

@@ -412,6 +412,65 @@ TEST_P(EventLifecycleTest, MixingEdgeAndLevelTriggeredOnOneFdIsRefused) {
   EXPECT_FALSE(edge.pending());
 }
 
+TEST_P(EventLifecycleTest, MixingExclusiveAndSharedWakeUpsOnOneFdIsRefused) {
+  EventBase base(options());
+  auto pair = makeSocketPair();
+  Calls calls;
+  Event exclusive(base, pair.a.get(), kRead | kExclusive, Calls::callback, &calls);
+  Event shared(base, pair.a.get(), kWrite, Calls::callback, &calls);
+  ASSERT_EQ(exclusive.add(), 0);
+  EXPECT_EQ(shared.add(), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_FALSE(shared.pending());
+}
+
+// epoll refuses EPOLLRDHUP with EPOLLEXCLUSIVE; the base refuses the mix on every backend, before
+// the poller hears of it, so that the fd keeps its registration as it was.
+TEST_P(EventLifecycleTest, AnExclusiveEventThatWaitsForClosedIsRefused) {
+  EventBase base(options());
+  auto pair = makeSocketPair();
+  Calls calls;
+  Event closed(base, pair.a.get(), kRead | kClosed | kExclusive, Calls::callback, &calls);
+  EXPECT_EQ(closed.add(), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_FALSE(closed.pending());
+  Event reader(base, pair.a.get(), kRead | kExclusive, Calls::callback, &calls);
+  ASSERT_EQ(reader.add(), 0);
+  writeByte(pair.b.get());
+  base.loop(kLoopOnce);
+  EXPECT_EQ(calls.count, 1);
+  EXPECT_EQ(calls.lastWhat, kRead) << "kExclusive is not among the bits a callback gets";
+}
+
+// epoll refuses to modify an exclusive registration (EPOLL_CTL_MOD fails with EINVAL): adding
+// and removing a second exclusive event on the fd must re-register it, not lose it.
+TEST_P(EventLifecycleTest, ExclusiveReadAndWriteEventsOnOneFdComeAndGo) {
+  EventBase base(options());
+  auto pair = makeSocketPair();
+  Calls reads;
+  Calls writes;
+  Event r(base, pair.a.get(), kRead | kPersist | kExclusive, Calls::callback, &reads);
+  Event w(base, pair.a.get(), kWrite | kExclusive, Calls::callback, &writes);
+  ASSERT_EQ(r.add(), 0);
+  ASSERT_EQ(w.add(), 0);
+  base.loop(kLoopOnce);  // writable at once, nothing to read yet
+  EXPECT_EQ(writes.count, 1);
+  EXPECT_EQ(reads.count, 0);
+  EXPECT_TRUE(r.pending(kRead));
+  writeByte(pair.b.get());
+  base.loop(kLoopOnce);
+  EXPECT_EQ(reads.count, 1);
+  EXPECT_EQ(reads.lastWhat, kRead);
+  // The write event again, then gone: the read event keeps its registration throughout.
+  ASSERT_EQ(w.add(), 0);
+  ASSERT_EQ(w.del(), 0);
+  char byte;
+  ASSERT_EQ(::read(pair.a.get(), &byte, 1), 1);
+  writeByte(pair.b.get());
+  ASSERT_TRUE(loopUntil(base, [&] { return reads.count == 2; }));
+  EXPECT_EQ(writes.count, 1);
+}
+
 TEST_P(EventLifecycleTest, EventOutlivingItsBaseIsDetached) {
   Calls calls;
   std::unique_ptr<Event> ev;

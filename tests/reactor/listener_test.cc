@@ -8,13 +8,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -421,6 +425,125 @@ TEST_P(ListenerTest, AnErrorItCannotClearIsReportedAndRetriedWithoutSpinning) {
   EXPECT_LT(cpu, wall / 2);
 }
 
+// ---- One socket, several loops (evgate's options) --------------------------------------------
+
+// A non-blocking listening socket on 127.0.0.1, any port.
+UniqueFd listeningSocket() {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  const SocketAddress any = SocketAddress::loopbackV4();
+  EXPECT_EQ(::bind(fd.get(), any.data(), any.length()), 0);
+  EXPECT_EQ(::listen(fd.get(), 128), 0);
+  return fd;
+}
+
+// Open fds of this process (not counting the one that lists them).
+size_t openFds() {
+  size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)entry;
+    ++count;
+  }
+  return count - 1;
+}
+
+// How many epoll instances of this process have `fd` registered (/proc/self/fdinfo of each epoll
+// fd lists a "tfd: N" line per registered fd).
+size_t epollRegistrations(int fd) {
+  size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fdinfo")) {
+    std::ifstream info(entry.path());
+    std::string line;
+    while (std::getline(info, line)) {
+      // "tfd: <fd, padded> events: ...": the number after the tag.
+      if (line.rfind("tfd:", 0) != 0) continue;
+      std::istringstream fields(line);
+      std::string tag;
+      int registered = -1;
+      fields >> tag >> registered;
+      if (registered == fd) ++count;
+    }
+  }
+  return count;
+}
+
+TEST_P(ListenerTest, ListenersOfTwoLoopsOnOneSocketAcceptEachClientOnce) {
+  EventBase first(options());
+  EventBase second(options());
+  UniqueFd socket = listeningSocket();
+  const SocketAddress address = *SocketAddress::localOf(socket.get());
+  Recorder a;
+  Recorder b;
+  // Neither closes the shared socket: its owner does, once both are gone.
+  std::unique_ptr<Listener> onFirst =
+      Listener::adopt(first, recordAccept, &a, Listener::kExclusiveAccept, 0, socket.get());
+  std::unique_ptr<Listener> onSecond =
+      Listener::adopt(second, recordAccept, &b, Listener::kExclusiveAccept, 0, socket.get());
+  ASSERT_TRUE(onFirst && onSecond);
+  for (EventBase* base : {&first, &second}) {
+    const std::vector<EventInfo> events = base->dumpEvents();
+    const auto accept = std::find_if(events.begin(), events.end(), [&](const EventInfo& info) {
+      return info.fd == socket.get() && (info.events & kRead);
+    });
+    ASSERT_NE(accept, events.end());
+    EXPECT_NE(accept->events & kExclusive, 0) << "registered for exclusive wake-ups";
+  }
+
+  constexpr size_t kClients = 100;
+  std::vector<UniqueFd> clients;
+  for (size_t i = 0; i < kClients; ++i) clients.push_back(connectTo(address));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (a.fds.size() + b.fds.size() < kClients && std::chrono::steady_clock::now() < deadline) {
+    first.loop(kLoopNonBlock);
+    second.loop(kLoopNonBlock);
+  }
+  ASSERT_EQ(a.fds.size() + b.fds.size(), kClients);
+  std::set<std::string> peers;
+  for (const Recorder* recorder : {&a, &b}) {
+    for (const SocketAddress& peer : recorder->peers) peers.insert(peer.toString());
+  }
+  EXPECT_EQ(peers.size(), kClients) << "each client accepted once";
+
+  // One loop's listener goes; the other goes on accepting on the socket. The socket stays open,
+  // so the one that went must have taken it out of its epoll itself (del(), not
+  // delBeforeClose()): otherwise that epoll would keep waking on it.
+  const bool epoll = first.backendName() == "epoll";
+  if (epoll) {
+    EXPECT_EQ(epollRegistrations(socket.get()), 2u);
+  }
+  onFirst.reset();
+  if (epoll) {
+    EXPECT_EQ(epollRegistrations(socket.get()), 1u);
+  }
+  UniqueFd late = connectTo(address);
+  ASSERT_TRUE(loopUntil(second, [&] { return a.fds.size() + b.fds.size() == kClients + 1; }));
+  EXPECT_EQ(b.peers.back(), *SocketAddress::localOf(late.get()));
+}
+
+TEST_P(ListenerTest, SharedReserveListenersOfOneThreadHoldOneReserveFdBetweenThem) {
+  EventBase base(options());
+  UniqueFd sockets[3] = {listeningSocket(), listeningSocket(), listeningSocket()};
+  Recorder recorder;
+  const size_t before = openFds();
+  std::unique_ptr<Listener> first =
+      Listener::adopt(base, recordAccept, &recorder, Listener::kSharedReserve, 0, sockets[0].get());
+  ASSERT_TRUE(first);
+  EXPECT_EQ(openFds(), before + 1) << "the thread's reserve";
+  std::unique_ptr<Listener> second =
+      Listener::adopt(base, recordAccept, &recorder, Listener::kSharedReserve, 0, sockets[1].get());
+  ASSERT_TRUE(second);
+  EXPECT_EQ(openFds(), before + 1) << "shared";
+  std::unique_ptr<Listener> own =
+      Listener::adopt(base, recordAccept, &recorder, 0, 0, sockets[2].get());
+  ASSERT_TRUE(own);
+  EXPECT_EQ(openFds(), before + 2) << "a listener without the option has its own";
+  first.reset();
+  EXPECT_EQ(openFds(), before + 2) << "the reserve stays while a listener uses it";
+  second.reset();
+  EXPECT_EQ(openFds(), before + 1) << "the last user closes it";
+  own.reset();
+  EXPECT_EQ(openFds(), before);
+}
+
 // ---- EMFILE ----------------------------------------------------------------------------------
 //
 // Runs in a forked child: it lowers RLIMIT_NOFILE, which would disturb every other test of the
@@ -546,12 +669,83 @@ int runEmfileScenario(Backend backend) {
   return 0;
 }
 
+// Two listeners share their thread's reserve (kSharedReserve): each sheds with it in turn, as
+// a listener with its own reserve does.
+int runSharedReserveEmfileScenario(Backend backend) {
+  EventBaseOptions options;
+  options.backend = backend;
+  EventBase base(options);
+  Recorder recorders[2];
+  std::unique_ptr<Listener> listeners[2];
+  for (int i = 0; i < 2; ++i) {
+    listeners[i] = Listener::bind(base, recordAccept, &recorders[i],
+                                  Listener::kCloseOnFree | Listener::kSharedReserve, -1,
+                                  SocketAddress::loopbackV4());
+    CHILD_CHECK(listeners[i]);
+    listeners[i]->setErrorCallback(recordError, &recorders[i]);
+  }
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 6; ++i) clients.emplace_back(::socket(AF_INET, SOCK_STREAM, 0));
+  // Warm-up, as in runEmfileScenario (UBSan's vptr cache needs fds on a miss).
+  {
+    UniqueFd warmUp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    CHILD_CHECK(blockingConnect(warmUp.get(), *listeners[0]->localAddress()));
+    CHILD_CHECK(loopUntil(
+        base, [&] { return recorders[0].fds.size() == 1; }, milliseconds(2000)));
+    recorders[0].fds.clear();
+  }
+
+  rlimit original{};
+  CHILD_CHECK(::getrlimit(RLIMIT_NOFILE, &original) == 0);
+  const int lowestFree = ::dup(0);
+  CHILD_CHECK(lowestFree >= 0);
+  ::close(lowestFree);
+  rlimit lowered = original;
+  lowered.rlim_cur = static_cast<rlim_t>(lowestFree);
+  CHILD_CHECK(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+
+  // Clients of both listeners, interleaved: every one is closed promptly, every drop reported
+  // by the listener it came to, and nothing spins.
+  for (size_t i = 0; i < clients.size(); ++i) {
+    CHILD_CHECK(blockingConnect(clients[i].get(), *listeners[i % 2]->localAddress()));
+  }
+  const milliseconds window(300);
+  const auto cpu = cpuWhileLooping(base, window);
+  for (const Recorder& recorder : recorders) {
+    CHILD_CHECK(recorder.errors.size() == clients.size() / 2);
+    for (const int error : recorder.errors) CHILD_CHECK(error == EMFILE);
+    CHILD_CHECK(recorder.fds.empty());
+  }
+  for (UniqueFd& client : clients) CHILD_CHECK(closedByPeer(client.get(), milliseconds(2000)));
+  CHILD_CHECK(cpu < window / 2);
+
+  CHILD_CHECK(::setrlimit(RLIMIT_NOFILE, &original) == 0);
+  UniqueFd late(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  CHILD_CHECK(blockingConnect(late.get(), *listeners[1]->localAddress()));
+  CHILD_CHECK(loopUntil(
+      base, [&] { return recorders[1].fds.size() == 1; }, milliseconds(2000)));
+  return 0;
+}
+
 TEST_P(ListenerTest, SurvivesEmfileWithoutSpinningAndRecovers) {
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
     ::alarm(30);  // a hung child dies of SIGALRM instead of hanging the test
     ::_exit(runEmfileScenario(GetParam()));
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "child killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "see the child's message on stderr";
+}
+
+TEST_P(ListenerTest, ListenersSharingTheThreadsReserveSurviveEmfile) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::alarm(30);  // a hung child dies of SIGALRM instead of hanging the test
+    ::_exit(runSharedReserveEmfileScenario(GetParam()));
   }
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);

@@ -123,7 +123,11 @@ values pass through; the chart owns the addresses, the credential files and the 
 {{- $_ := set $admin "tls" $tls }}
 {{- end }}
 {{- $_ := set $cfg "admin" $admin }}
-{{- $_ := set $cfg "metrics" (dict "address" (include "evgate.bind" (dict "ctx" . "port" .Values.metrics.port))) }}
+{{- $metrics := dict "address" (include "evgate.bind" (dict "ctx" . "port" .Values.metrics.port)) }}
+{{- if .Values.metrics.listenerDetail }}
+{{- $_ := set $metrics "listener_detail" .Values.metrics.listenerDetail }}
+{{- end }}
+{{- $_ := set $cfg "metrics" $metrics }}
 {{- if .Values.stateFile }}
 {{- $_ := set $cfg "state_file" (printf "%s/state.yaml" (include "evgate.stateDir" .)) }}
 {{- end }}
@@ -134,14 +138,14 @@ values pass through; the chart owns the addresses, the credential files and the 
 {{- end }}
 
 {{/*
-What evgate cannot change in place (gateway/gateway.cc: workers, admin, metrics, log,
-access_log, state_file; also config_watch), plus the credentials the chart supplies. Its checksum
+What evgate cannot change in place (gateway/gateway.cc: workers, listener_sockets, admin,
+metrics, log, access_log, state_file; also config_watch), plus the credentials the chart supplies. Its checksum
 goes on the pod template, so changing any of it rolls the pods; listeners, clusters and
 drain_timeout are applied live by config_watch and are left out.
 */}}
 {{- define "evgate.restartChecksum" -}}
 {{- $cfg := include "evgate.configDict" . | fromYaml }}
-{{- $parts := dict "config" (pick $cfg "workers" "admin" "metrics" "log" "access_log" "state_file" "config_watch") }}
+{{- $parts := dict "config" (pick $cfg "workers" "listener_sockets" "admin" "metrics" "log" "access_log" "state_file" "config_watch") }}
 {{- $_ := set $parts "token" (.Values.admin.token.value | sha256sum) }}
 {{- $_ := set $parts "readOnlyToken" (.Values.admin.readOnlyToken.value | sha256sum) }}
 {{- $_ := set $parts "secrets" (list (include "evgate.tokenSecretName" .) .Values.admin.tls.secretName (include "evgate.clientCASecretName" .)) }}
