@@ -104,7 +104,6 @@ Flow::Flow(reactor::EventBase& base, uint64_t id, int clientFd,
       id_(id),
       peer_(client),
       settings_(settings),
-      limit_(std::max<size_t>(settings.bufferLimit, 1)),
       picker_(picker),
       observer_(observer),
       startTime_(base.now()),
@@ -227,7 +226,7 @@ void Flow::readProxyHeader(bool eof) {
   }
   input.drain(header.length);
   countRelayed(kClient, input.length());
-  if (input.length() >= limit_ && !peers_[kClient].paused) {
+  if (input.length() >= limit() && !peers_[kClient].paused) {
     peers_[kClient].paused = true;
     pauseStarted(kClient);
   }
@@ -342,7 +341,7 @@ void Flow::pump(Side from) {
   Peer& dst = peers_[to];
   // Before the PROXY header is parsed the client's bytes are read for the parser, which may need
   // more than bufferLimit to decide.
-  const size_t readLimit = awaitingProxyHeader_ ? std::max(limit_, kProxyMaxLength) : limit_;
+  const size_t readLimit = awaitingProxyHeader_ ? std::max(limit(), kProxyMaxLength) : limit();
   size_t spliced = 0;  // on this pass
   for (int reads = 0; src.readable && !src.eof && !src.paused; ++reads) {
     if (reads == kMaxReadsPerWake) {
@@ -516,7 +515,7 @@ void Flow::drained(Side to) {
   if (state_ == State::kClosed) return;
   Peer& p = peers_[to];
   Peer& src = peers_[other(to)];
-  if (pending(to) > limit_ / 2) return;
+  if (pending(to) > limit() / 2) return;
   lastActivity_ = base_.now();
   // The output drained below the limit: backpressure on `src` is over (even if `src` has
   // already sent EOF and will not be read again).

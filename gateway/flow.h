@@ -2,6 +2,7 @@
 
 // A Flow relays one client connection and one upstream connection on a worker's loop.
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -157,7 +158,9 @@ class Flow : public reactor::DeferredDeletable {
   // Starts relaying `clientFd` (an accepted, connected socket; the flow owns it from now on).
   // The first connect attempt starts from the loop, so the observer is never called before
   // start() returns. The returned pointer stays valid until the end of the loop iteration in
-  // which onFlowClosed() is called. Loop thread only.
+  // which onFlowClosed() is called. `settings` are kept by reference (flows of one listener
+  // share them; a flow is mostly idle memory) and must not change or go before the flow is
+  // deleted. Loop thread only.
   static Flow* start(reactor::EventBase& base, uint64_t id, int clientFd,
                      const reactor::SocketAddress& client, const FlowSettings& settings,
                      UpstreamPicker& picker, FlowObserver& observer);
@@ -257,6 +260,8 @@ class Flow : public reactor::DeferredDeletable {
   // Moves what `to`'s pipe holds into its socket, as far as it takes it (on a socket error the
   // flow is closed).
   void flushPipe(Side to);
+  // The buffer limit per direction (bufferLimit, at least 1).
+  size_t limit() const { return std::max<size_t>(settings_.bufferLimit, 1); }
   // Gives `side`'s pipe back to the pool if it is empty.
   void returnIdlePipe(Side side);
   // Bytes waiting for `to`: its output and its pipe.
@@ -289,8 +294,7 @@ class Flow : public reactor::DeferredDeletable {
   // From an accepted PROXY header (rare: kept out of line, a flow is mostly idle memory).
   std::unique_ptr<const reactor::SocketAddress> proxiedClient_;
   std::unique_ptr<const reactor::SocketAddress> proxyDestination_;
-  const FlowSettings settings_;
-  const size_t limit_;
+  const FlowSettings& settings_;
   UpstreamPicker& picker_;
   FlowObserver& observer_;
 

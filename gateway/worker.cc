@@ -99,30 +99,30 @@ std::shared_ptr<WorkerCluster> Worker::makePicker(std::shared_ptr<ClusterState> 
                                          index_);
 }
 
-void Worker::configure(Accepting& accepting, std::shared_ptr<const ListenerConfig> config) {
+std::shared_ptr<const Worker::FlowGroup> Worker::makeGroup(
+    std::shared_ptr<ListenerState> listener, std::shared_ptr<const ListenerConfig> config,
+    std::shared_ptr<WorkerCluster> picker) {
   const ListenerConfig& c = *config;
-  stats::ListenerCounters* counters = accepting.settings.counters;
-  accepting.settings = FlowSettings{c.bufferLimit,
-                                    c.idleTimeout,
-                                    c.halfCloseTimeout,
-                                    c.maxLifetime,
-                                    c.maxLifetimeJitter,
-                                    c.acceptProxyProtocol,
-                                    c.proxyProtocolTimeout,
-                                    counters,
-                                    &accepting.worker->pipes_,
-                                    c.splice};
-  accepting.config = std::move(config);
+  stats::ListenerCounters* counters =
+      listener->stats ? &listener->stats->workers.at(index_) : nullptr;
+  const FlowSettings settings{c.bufferLimit,
+                              c.idleTimeout,
+                              c.halfCloseTimeout,
+                              c.maxLifetime,
+                              c.maxLifetimeJitter,
+                              c.acceptProxyProtocol,
+                              c.proxyProtocolTimeout,
+                              counters,
+                              &pipes_,
+                              c.splice};
+  return std::make_shared<const FlowGroup>(
+      FlowGroup{std::move(listener), std::move(config), std::move(picker), settings});
 }
 
 std::unique_ptr<Worker::Accepting> Worker::adopt(const Socket& socket) {
   auto accepting = std::make_unique<Accepting>();
   accepting->worker = this;
-  accepting->state = socket.listener;
-  accepting->cluster = makePicker(socket.cluster);
-  if (socket.listener->stats)
-    accepting->settings.counters = &socket.listener->stats->workers.at(index_);
-  configure(*accepting, socket.config);
+  accepting->group = makeGroup(socket.listener, socket.config, makePicker(socket.cluster));
   accepting->socket = socket.socket;
   // The socket closes with its last holder, not with a reactor listener. One reserve fd per
   // worker for the EMFILE trick, not one per listener: with thousands of listeners, the fds
@@ -176,11 +176,12 @@ std::future<void> Worker::commit(Changes changes) {
   }
   base->runInLoop([this, changes = std::move(changes), done] {
     for (auto& accepting : prepared_) {
-      if (!accepting->config->paused && accepting->listener->enable() != 0) {
-        logError("worker " + std::to_string(index_) + ": cannot accept on listener " +
-                 accepting->config->name + ": " + std::strerror(errno));
+      const ListenerConfig& config = *accepting->group->config;
+      if (!config.paused && accepting->listener->enable() != 0) {
+        logError("worker " + std::to_string(index_) + ": cannot accept on listener " + config.name +
+                 ": " + std::strerror(errno));
       }
-      const ListenerState* state = accepting->state.get();
+      const ListenerState* state = accepting->group->listener.get();
       accepting_.emplace(state, std::move(accepting));
     }
     prepared_.clear();
@@ -213,10 +214,11 @@ void Worker::update(const Update& change) {
   const auto found = accepting_.find(change.listener);
   if (found == accepting_.end()) return;
   Accepting& accepting = *found->second;
-  configure(accepting, change.config);
-  if (&accepting.cluster->state() != change.cluster.get()) {
-    accepting.cluster = makePicker(change.cluster);
-  }
+  const FlowGroup& current = *accepting.group;
+  std::shared_ptr<WorkerCluster> picker = &current.picker->state() == change.cluster.get()
+                                              ? current.picker
+                                              : makePicker(change.cluster);
+  accepting.group = makeGroup(current.listener, change.config, std::move(picker));
   // Null after stopAccepting(): a drain is not undone by a resume.
   if (!accepting.listener) return;
   const int result =
@@ -239,36 +241,31 @@ void Worker::onAccept(reactor::Listener&, int fd, const sockaddr* peer, socklen_
 }
 
 void Worker::accept(Accepting& accepting, int fd, const reactor::SocketAddress& peer) {
-  ListenerState& listener = *accepting.state;
-  const ListenerConfig& config = *accepting.config;
+  const FlowGroup& group = *accepting.group;
+  ListenerState& listener = *group.listener;
+  const ListenerConfig& config = *group.config;
+  stats::ListenerCounters* const counters = group.settings.counters;
   if (!config.allow.empty()) {
     bool allowed = false;
     for (const Cidr& cidr : config.allow) allowed = allowed || cidr.contains(peer);
     if (!allowed) {
-      if (accepting.settings.counters != nullptr) {
-        accepting.settings.counters->rejected[stats::kRejectedNotAllowed].add(1);
-      }
+      if (counters != nullptr) counters->rejected[stats::kRejectedNotAllowed].add(1);
       ::close(fd);
       return;
     }
   }
   if (listener.connections.fetch_add(1, std::memory_order_relaxed) >= config.maxConnections) {
     listener.connections.fetch_sub(1, std::memory_order_relaxed);
-    if (accepting.settings.counters != nullptr) {
-      accepting.settings.counters->rejected[stats::kRejectedMaxConnections].add(1);
-    }
+    if (counters != nullptr) counters->rejected[stats::kRejectedMaxConnections].add(1);
     ::close(fd);
     return;
   }
   // Ids are unique across workers: the worker index in the top bits.
   const uint64_t id = (uint64_t{index_} << kFlowIdWorkerShift) | ++nextFlow_;
-  Flow* flow =
-      Flow::start(*base_.load(), id, fd, peer, accepting.settings, *accepting.cluster, *this);
-  const auto it =
-      flows_.emplace(id, OpenFlow{flow, accepting.state, accepting.config, accepting.cluster})
-          .first;
+  Flow* flow = Flow::start(*base_.load(), id, fd, peer, group.settings, *group.picker, *this);
+  const auto it = flows_.emplace(id, OpenFlow{flow, accepting.group}).first;
   flowCount_.store(flows_.size(), std::memory_order_relaxed);
-  if (accepting.settings.counters != nullptr) accepting.settings.counters->accepted.add(1);
+  if (counters != nullptr) counters->accepted.add(1);
   // Flow::start() never calls back before it returns, so the flow is still open here.
   if (notices_ != nullptr && notices_->wantsFlowNotices()) {
     publishFlowNotice(Notice::Type::kFlowOpened, it->second);
@@ -278,12 +275,14 @@ void Worker::accept(Accepting& accepting, int fd, const reactor::SocketAddress& 
 void Worker::onFlowClosed(Flow& flow) {
   const auto it = flows_.find(flow.id());
   if (it == flows_.end()) return;
-  // The flow's listener state and picker stay alive until this returns: the flow may be the
-  // last user of a listener or cluster a reload replaced.
+  // The flow's group (listener state, settings, picker) stays alive until this returns: the flow
+  // may be the last user of a listener or cluster a reload replaced. The flow does not touch its
+  // settings or picker after it has told onFlowClosed().
   const OpenFlow ended = std::move(it->second);
-  ended.listener->connections.fetch_sub(1, std::memory_order_relaxed);
-  if (ended.listener->stats) {
-    stats::ListenerCounters& counters = ended.listener->stats->workers.at(index_);
+  ListenerState& listener = *ended.group->listener;
+  listener.connections.fetch_sub(1, std::memory_order_relaxed);
+  if (listener.stats) {
+    stats::ListenerCounters& counters = listener.stats->workers.at(index_);
     counters.closed[static_cast<size_t>(flow.closeReason())].add(1);
     counters.flowDuration.observe(base_.load()->now() - flow.startTime());
   }
@@ -298,8 +297,8 @@ void Worker::onFlowClosed(Flow& flow) {
 void Worker::publishFlowNotice(Notice::Type type, const OpenFlow& open) const {
   const Flow& flow = *open.flow;
   Notice notice{type,
-                open.config->name,
-                open.picker->state().config().name,
+                open.group->config->name,
+                open.group->picker->state().config().name,
                 "",
                 flow.id(),
                 flow.client(),
@@ -314,9 +313,9 @@ void Worker::publishFlowNotice(Notice::Type type, const OpenFlow& open) const {
 
 bool Worker::matches(const OpenFlow& open, const FlowFilter& filter, TimePoint now) const {
   const Flow& flow = *open.flow;
-  if (filter.listenerId && *filter.listenerId != open.listener->id) return false;
-  if (!filter.listener.empty() && filter.listener != open.config->name) return false;
-  if (!filter.cluster.empty() && filter.cluster != open.picker->state().config().name) {
+  if (filter.listenerId && *filter.listenerId != open.group->listener->id) return false;
+  if (!filter.listener.empty() && filter.listener != open.group->config->name) return false;
+  if (!filter.cluster.empty() && filter.cluster != open.group->picker->state().config().name) {
     return false;
   }
   if (filter.endpoint && !(flow.upstream() && *flow.upstream() == *filter.endpoint)) return false;
@@ -330,9 +329,9 @@ FlowInfo Worker::describe(const OpenFlow& open, TimePoint now) const {
   FlowInfo info;
   info.id = flow.id();
   info.worker = index_;
-  info.listener = open.config->name;
-  info.listenerId = open.listener->id;
-  info.cluster = open.picker->state().config().name;
+  info.listener = open.group->config->name;
+  info.listenerId = open.group->listener->id;
+  info.cluster = open.group->picker->state().config().name;
   info.client = flow.client();
   info.upstream = flow.upstream();
   info.state = flow.state();
@@ -406,7 +405,7 @@ std::future<WorkerSample> Worker::sample() const {
     sample.events = base_.load()->eventCounts();
     std::unordered_map<std::string_view, size_t> byName;  // index into sample.listeners
     for (const auto& [id, open] : flows_) {
-      const std::string& name = open.config->name;
+      const std::string& name = open.group->config->name;
       const auto [it, added] = byName.try_emplace(name, sample.listeners.size());
       if (added) sample.listeners.push_back(WorkerSample::Listener{name});
       WorkerSample::Listener& listener = sample.listeners[it->second];

@@ -223,27 +223,27 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   uint32_t index() const { return index_; }
 
  private:
-  // A listener on this worker: the reactor listener, the settings new flows get, and this
-  // worker's picker for its cluster for new flows. Each flow holds its own reference to the
-  // picker, the settings and the listener state it started with, so all three outlive a reload
-  // that changes the listener or removes it.
+  // What the flows a listener accepts between two changes of it share, and keep alive while
+  // they are open: the listener's state, its config as they started, this worker's picker for
+  // its cluster, and the FlowSettings each flow refers to (one copy per group, not per flow).
+  // Never changed once flows use it: a change makes a new group for the flows after it.
+  struct FlowGroup {
+    std::shared_ptr<ListenerState> listener;
+    std::shared_ptr<const ListenerConfig> config;
+    std::shared_ptr<WorkerCluster> picker;
+    FlowSettings settings;  // settings.counters: this worker's slot of the listener's stats
+  };
+  // A listener on this worker: the reactor listener and the group new flows join.
   struct Accepting {
     Worker* worker;
-    std::shared_ptr<ListenerState> state;
-    std::shared_ptr<const ListenerConfig> config;
-    std::shared_ptr<WorkerCluster> cluster;
+    std::shared_ptr<const FlowGroup> group;
     // The socket outlives the reactor listener on it (declared first, destroyed last).
     std::shared_ptr<ListeningSocket> socket;
     std::unique_ptr<reactor::Listener> listener;
-    FlowSettings settings;  // settings.counters: this worker's slot of the listener's stats
   };
   struct OpenFlow {
     Flow* flow;
-    std::shared_ptr<ListenerState> listener;
-    // The listener's settings as the flow started.
-    std::shared_ptr<const ListenerConfig> config;
-    // The flow's UpstreamPicker: alive while the flow is.
-    std::shared_ptr<WorkerCluster> picker;
+    std::shared_ptr<const FlowGroup> group;  // the flow's settings and picker live here
   };
 
   void run(std::promise<void>& ready);
@@ -253,8 +253,10 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   // Adopts `socket` as a listener that does not accept yet (loop thread); nullptr with errno if
   // it cannot be.
   std::unique_ptr<Accepting> adopt(const Socket& socket);
-  // Takes the settings of `config` for new flows.
-  static void configure(Accepting& accepting, std::shared_ptr<const ListenerConfig> config);
+  // The group for new flows of `listener` with `config` and `picker`.
+  std::shared_ptr<const FlowGroup> makeGroup(std::shared_ptr<ListenerState> listener,
+                                             std::shared_ptr<const ListenerConfig> config,
+                                             std::shared_ptr<WorkerCluster> picker);
   void update(const Update& update);
   // Stops accepting on `accepting` and lets go of its socket (loop thread).
   static void closeListener(Accepting& accepting);

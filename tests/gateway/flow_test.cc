@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -328,9 +329,11 @@ class FlowTest : public ::testing::Test {
 
   static void onAccept(Listener&, int fd, const sockaddr* peer, socklen_t peerLen, void* arg) {
     auto* self = static_cast<FlowTest*>(arg);
+    // A flow keeps its settings by reference: each gets the fixture's as they are now.
+    const FlowSettings& settings = self->flowSettings_.emplace_back(self->settings_);
     Flow* flow =
         Flow::start(self->base_, ++self->nextId_, fd, SocketAddress::fromSockaddr(peer, peerLen),
-                    self->settings_, self->picker_, self->registry_);
+                    settings, self->picker_, self->registry_);
     self->registry_.live[flow->id()] = flow;
   }
 
@@ -386,8 +389,9 @@ class FlowTest : public ::testing::Test {
     EXPECT_EQ(pipes_.lent(), 0u);
   }
 
-  // First, so that it outlives every flow.
+  // First, so that they outlive every flow.
   PipePool pipes_{64, 8};
+  std::deque<FlowSettings> flowSettings_;  // each flow's, from settings_ at its accept
   EventBase base_;
   FakePicker picker_;
   Registry registry_;
