@@ -103,6 +103,18 @@ WorkerCluster::WorkerCluster(std::shared_ptr<ClusterState> state, uint64_t seed,
   }
 }
 
+const reactor::SocketAddress* WorkerCluster::nextSource(int family) {
+  const std::vector<reactor::SocketAddress>& sources = state_->config().sourceAddresses;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const size_t index = (nextSource_ + i) % sources.size();
+    if (sources[index].family() == family) {
+      nextSource_ = (index + 1) % sources.size();
+      return &sources[index];
+    }
+  }
+  return nullptr;
+}
+
 std::optional<reactor::SocketAddress> WorkerCluster::pick(
     const reactor::SocketAddress& client, std::span<const reactor::SocketAddress> tried) {
   const ClusterConfig& config = state_->config();

@@ -143,6 +143,8 @@ class WorkerCluster final : public UpstreamPicker {
   Duration connectTimeout() const override { return state_->config().connectTimeout; }
   uint32_t maxConnectAttempts() const override { return state_->config().maxConnectAttempts; }
   ProxyProtocol sendProxyProtocol() const override { return state_->config().sendProxyProtocol; }
+  // The cluster's source_addresses round-robin (this worker's own turn), skipping other families.
+  const reactor::SocketAddress* nextSource(int family) override;
 
   const ClusterState& state() const { return *state_; }
 
@@ -152,6 +154,7 @@ class WorkerCluster final : public UpstreamPicker {
   // Reused on every pick so that picking allocates nothing.
   std::vector<EndpointView> views_;
   std::vector<size_t> excluded_;
+  size_t nextSource_ = 0;  // index into config().sourceAddresses
   // This worker's slots of the cluster's stats (empty / null without stats).
   std::vector<stats::EndpointCounters*> endpointCounters_;
   stats::ClusterCounters* clusterCounters_ = nullptr;

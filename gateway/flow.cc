@@ -1,6 +1,7 @@
 #include "gateway/flow.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -254,6 +255,17 @@ void Flow::connectNext() {
     // No socket (fd limit): nothing will be reported; count it as an attempt.
     connectFailed(stats::ConnectResult::kError);
     return;
+  }
+  if (const reactor::SocketAddress* source = picker_.nextSource(endpoint->family())) {
+    // No port at bind(): connect() picks one with the whole 4-tuple, so ports in TIME_WAIT
+    // towards other endpoints do not count, and each source address has its own port range.
+    const int on = 1;
+    if (::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on) != 0 ||
+        ::bind(fd, source->data(), source->length()) != 0) {
+      ::close(fd);
+      connectFailed(stats::ConnectResult::kError);
+      return;
+    }
   }
   if (::connect(fd, endpoint->data(), endpoint->length()) != 0 && errno != EINPROGRESS &&
       errno != EINTR) {

@@ -50,6 +50,10 @@ class UpstreamPicker {
   virtual uint32_t maxConnectAttempts() const = 0;
   // The PROXY protocol header to send to a connected upstream before any client byte.
   virtual ProxyProtocol sendProxyProtocol() const { return ProxyProtocol::kNone; }
+  // The local address (port 0) the next connect attempt to an endpoint of `family` binds, with
+  // IP_BIND_ADDRESS_NO_PORT; null: no bind (the kernel picks address and port at connect()).
+  // The pointer stays valid until the picker is destroyed.
+  virtual const reactor::SocketAddress* nextSource(int /*family*/) { return nullptr; }
 };
 
 // Told when a flow ends. Thread rule: called on the flow's loop thread.
@@ -126,7 +130,8 @@ struct FlowSettings {
 // Connecting: each attempt asks the picker for an endpoint not tried yet; a refused, failed or
 // timed-out attempt is reported to the picker and the next endpoint is tried, up to
 // maxConnectAttempts(). No endpoint at the first attempt: no_healthy_upstream; otherwise
-// connect_failed.
+// connect_failed. When picker.nextSource() gives a source address, the upstream socket binds it
+// with IP_BIND_ADDRESS_NO_PORT before connect(); a failed bind is a failed attempt (kError).
 //
 // PROXY protocol (proxy_protocol.h). With settings.acceptProxyProtocol the flow first reads the
 // client until a whole v1 / v2 header is parsed (it reads no more than bufferLimit, or the

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gateway/config/cidr.h"
@@ -65,6 +66,10 @@ struct ClusterConfig {
   std::optional<HealthCheckConfig> healthCheck;  // absent: no active checks
   OutlierConfig outlier;
   ProxyProtocol sendProxyProtocol = ProxyProtocol::kNone;
+  // Local addresses (port 0) each upstream connect binds round-robin, per worker, with
+  // IP_BIND_ADDRESS_NO_PORT (the port is picked at connect() with the whole 4-tuple). An address
+  // of another family than the endpoint's is skipped. Empty: no bind.
+  std::vector<reactor::SocketAddress> sourceAddresses;
 
   bool operator==(const ClusterConfig&) const = default;
 };
@@ -175,5 +180,11 @@ struct Config {
   const ClusterConfig* findCluster(const std::string& name) const;
   const ListenerConfig* findListener(const std::string& name) const;
 };
+
+// A cluster's source address: a bare IPv4 or IPv6 address ("10.0.0.5", "2001:db8::5"; no
+// brackets, no port) as a SocketAddress with port 0; nullopt for anything else.
+std::optional<reactor::SocketAddress> parseSourceAddress(std::string_view text);
+// The address of a source address, without port: parseSourceAddress(formatSourceAddress(a)) == a.
+std::string formatSourceAddress(const reactor::SocketAddress& address);
 
 }  // namespace evgate::gateway

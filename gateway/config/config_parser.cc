@@ -171,6 +171,7 @@ class Parser {
   std::optional<ClusterConfig> parseCluster(const Value& value);
   void parseEndpoints(const Value& value, std::vector<EndpointConfig>& endpoints);
   std::optional<EndpointConfig> parseEndpoint(const Value& value);
+  void parseSourceAddresses(const Value& value, std::vector<reactor::SocketAddress>& sources);
   std::optional<HealthCheckConfig> parseHealthCheck(const Value& value);
   void parseOutlier(const Value& value, OutlierConfig& outlier);
   void parseListeners(const Value& value, std::vector<ListenerConfig>& listeners);
@@ -534,7 +535,7 @@ std::optional<ClusterConfig> Parser::parseCluster(const Value& value) {
   const size_t errorsBefore = errors_.size();
   const MapFields fields(*this, value,
                          {"name", "lb", "endpoints", "connect_timeout", "max_connect_attempts",
-                          "health_check", "send_proxy_protocol", "outlier"});
+                          "health_check", "send_proxy_protocol", "outlier", "source_addresses"});
   ClusterConfig cluster;
   if (const auto name = fields.get("name")) {
     if (auto parsed = readName(*name)) {
@@ -560,6 +561,9 @@ std::optional<ClusterConfig> Parser::parseCluster(const Value& value) {
   take(fields, "send_proxy_protocol", cluster.sendProxyProtocol,
        [&](const Value& v) { return readEnum(v, kProxyProtocolNames); });
   if (const auto outlier = fields.get("outlier")) parseOutlier(*outlier, cluster.outlier);
+  if (const auto sources = fields.get("source_addresses")) {
+    parseSourceAddresses(*sources, cluster.sourceAddresses);
+  }
   if (errors_.size() != errorsBefore) return std::nullopt;
   return cluster;
 }
@@ -619,6 +623,30 @@ std::optional<EndpointConfig> Parser::parseEndpoint(const Value& value) {
   }
   if (errors_.size() != errorsBefore) return std::nullopt;
   return endpoint;
+}
+
+void Parser::parseSourceAddresses(const Value& value,
+                                  std::vector<reactor::SocketAddress>& sources) {
+  if (!isSequence(value)) return;
+  std::vector<YAML::Mark> marks;  // marks[i]: where sources[i] was written
+  for (size_t i = 0; i < value.node.size(); ++i) {
+    const YAML::Node node = value.node[i];
+    const Value item{node, value.item(i), node.Mark()};
+    const std::optional<reactor::SocketAddress> source =
+        node.IsScalar() ? parseSourceAddress(node.Scalar()) : std::nullopt;
+    if (!source) {
+      expected(item, "an address without a port like 10.0.0.5 or 2001:db8::5");
+      continue;
+    }
+    const auto first = std::find(sources.begin(), sources.end(), *source);
+    if (first != sources.end()) {
+      error(item, "duplicate source address " + formatSourceAddress(*source) + " (first at " +
+                      position(marks[static_cast<size_t>(first - sources.begin())]) + ")");
+      continue;
+    }
+    sources.push_back(*source);
+    marks.push_back(item.mark);
+  }
 }
 
 std::optional<HealthCheckConfig> Parser::parseHealthCheck(const Value& value) {

@@ -40,6 +40,36 @@ TEST(WorkerClusterTest, PicksEveryEndpointInTurnAndPassesOnTheClusterSettings) {
   EXPECT_EQ(cluster.connectTimeout(), std::chrono::milliseconds(250));
 }
 
+TEST(WorkerClusterTest, SourceAddressesInTurnPerWorkerSkippingOtherFamilies) {
+  ClusterConfig config = threeEndpoints(LbPolicy::kRoundRobin);
+  for (const char* text : {"127.0.0.2", "::1", "127.0.0.3"}) {
+    config.sourceAddresses.push_back(*parseSourceAddress(text));
+  }
+  auto state = std::make_shared<ClusterState>(config);
+  WorkerCluster first(state, 1, 0);
+  WorkerCluster second(state, 2, 0);
+  const auto next = [](WorkerCluster& cluster, int family) {
+    const reactor::SocketAddress* source = cluster.nextSource(family);
+    return source == nullptr ? std::string("none") : formatSourceAddress(*source);
+  };
+  EXPECT_EQ(next(first, AF_INET), "127.0.0.2");
+  EXPECT_EQ(next(first, AF_INET), "127.0.0.3");  // ::1 skipped
+  EXPECT_EQ(next(first, AF_INET6), "::1");
+  EXPECT_EQ(next(first, AF_INET), "127.0.0.3");  // the turn goes on after ::1
+  EXPECT_EQ(next(first, AF_INET), "127.0.0.2");
+  EXPECT_EQ(next(second, AF_INET), "127.0.0.2");  // each worker has its own turn
+  EXPECT_EQ(next(first, AF_INET6), "::1");
+  EXPECT_EQ(next(first, AF_INET6), "::1");
+
+  auto v4Only = std::make_shared<ClusterState>(threeEndpoints(LbPolicy::kRoundRobin));
+  WorkerCluster none(v4Only, 1);
+  EXPECT_EQ(none.nextSource(AF_INET), nullptr);  // no source addresses: no bind
+  ClusterConfig onlyV4 = threeEndpoints(LbPolicy::kRoundRobin);
+  onlyV4.sourceAddresses.push_back(*parseSourceAddress("127.0.0.2"));
+  WorkerCluster mismatch(std::make_shared<ClusterState>(onlyV4), 1);
+  EXPECT_EQ(mismatch.nextSource(AF_INET6), nullptr);  // no address of that family
+}
+
 TEST(WorkerClusterTest, TriedEndpointsAreNotPickedAgain) {
   auto state = std::make_shared<ClusterState>(threeEndpoints(LbPolicy::kRoundRobin));
   WorkerCluster cluster(state, 1);

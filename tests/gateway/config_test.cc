@@ -761,6 +761,66 @@ clusters:
             }));
 }
 
+TEST(ConfigParserTest, SourceAddresses) {
+  const Config config = parseOk(R"(
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:9000]
+    source_addresses: [127.0.0.2, "127.0.0.3", "2001:db8::5"]
+  - name: d
+    endpoints: [127.0.0.1:9001]
+)");
+  const std::vector<reactor::SocketAddress>& sources = config.clusters.at(0).sourceAddresses;
+  ASSERT_EQ(sources.size(), 3u);
+  EXPECT_EQ(sources[0], *parseSourceAddress("127.0.0.2"));
+  EXPECT_EQ(sources[0].family(), AF_INET);
+  EXPECT_EQ(sources[0].port(), 0);
+  EXPECT_EQ(formatSourceAddress(sources[1]), "127.0.0.3");
+  EXPECT_EQ(sources[2].family(), AF_INET6);
+  EXPECT_EQ(formatSourceAddress(sources[2]), "2001:db8::5");
+  EXPECT_TRUE(config.clusters.at(1).sourceAddresses.empty());  // the default
+  // Part of equality, which is what a reload diffs by.
+  ClusterConfig other = config.clusters.at(0);
+  other.sourceAddresses.pop_back();
+  EXPECT_NE(other, config.clusters.at(0));
+}
+
+TEST(ConfigParserTest, BadSourceAddresses) {
+  EXPECT_EQ(errorsOf(R"(
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:9000]
+    source_addresses:
+      - 127.0.0.2:9000
+      - "[::1]"
+      - localhost
+      - [127.0.0.2]
+      - 127.0.0.2
+      - 127.0.0.2
+)"),
+            (Errors{
+                R"(t.yaml:5:9: clusters[0].source_addresses[0]: expected an address without a )"
+                R"(port like 10.0.0.5 or 2001:db8::5, got "127.0.0.2:9000")",
+                R"(t.yaml:6:9: clusters[0].source_addresses[1]: expected an address without a )"
+                R"(port like 10.0.0.5 or 2001:db8::5, got "[::1]")",
+                R"(t.yaml:7:9: clusters[0].source_addresses[2]: expected an address without a )"
+                R"(port like 10.0.0.5 or 2001:db8::5, got "localhost")",
+                R"(t.yaml:8:9: clusters[0].source_addresses[3]: expected an address without a )"
+                R"(port like 10.0.0.5 or 2001:db8::5, got a sequence)",
+                R"(t.yaml:10:9: clusters[0].source_addresses[5]: duplicate source address )"
+                R"(127.0.0.2 (first at 9:9))",
+            }));
+  EXPECT_EQ(
+      errorsOf(R"(
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:9000]
+    source_addresses: 127.0.0.2
+)"),
+      (Errors{
+          R"(t.yaml:4:23: clusters[0].source_addresses: expected a sequence, got "127.0.0.2")"}));
+}
+
 TEST(ConfigParserTest, EndpointAdminStateAndPausedListener) {
   const Config config = parseOk(R"(
 clusters:

@@ -221,10 +221,13 @@ class FakeServer {
   const SocketAddress& address() const { return address_; }
   std::vector<std::unique_ptr<TestConn>>& conns() { return conns_; }
   TestConn& conn(size_t i = 0) { return *conns_.at(i); }
+  // The peer (getpeername) of each accepted connection, in accept order.
+  const std::vector<SocketAddress>& peers() const { return peers_; }
 
  private:
   static void onAccept(Listener&, int fd, const sockaddr*, socklen_t, void* arg) {
     auto* self = static_cast<FakeServer*>(arg);
+    self->peers_.push_back(SocketAddress::peerOf(fd).value_or(SocketAddress()));
     auto conn = std::make_unique<TestConn>(self->base_, fd);
     if (self->setup_) self->setup_(*conn);
     self->conns_.push_back(std::move(conn));
@@ -235,6 +238,7 @@ class FakeServer {
   std::unique_ptr<Listener> listener_;
   SocketAddress address_;
   std::vector<std::unique_ptr<TestConn>> conns_;
+  std::vector<SocketAddress> peers_;
 };
 
 class FakePicker : public UpstreamPicker {
@@ -247,6 +251,8 @@ class FakePicker : public UpstreamPicker {
   std::vector<SocketAddress> ended;
   std::vector<SocketAddress> pickedFor;  // the client address of every pick
   ProxyProtocol send = ProxyProtocol::kNone;
+  std::vector<SocketAddress> sources;  // nextSource(): those of the family, in turn
+  size_t sourceTurn = 0;
 
   std::optional<SocketAddress> pick(const SocketAddress& client,
                                     std::span<const SocketAddress> tried) override {
@@ -265,6 +271,13 @@ class FakePicker : public UpstreamPicker {
   Duration connectTimeout() const override { return timeout; }
   uint32_t maxConnectAttempts() const override { return attempts; }
   ProxyProtocol sendProxyProtocol() const override { return send; }
+  const SocketAddress* nextSource(int family) override {
+    for (size_t i = 0; i < sources.size(); ++i) {
+      const SocketAddress& source = sources[sourceTurn++ % sources.size()];
+      if (source.family() == family) return &source;
+    }
+    return nullptr;
+  }
 };
 
 struct ClosedFlow {
@@ -659,6 +672,55 @@ TEST_F(FlowTest, RefusedEndpointRetriesNextAndHoldsEarlyBytes) {
   EXPECT_EQ(onlyFlow()->upstream(), up.address());
   EXPECT_EQ(onlyFlow()->triedEndpoints().size(), 2u);
   EXPECT_EQ(cl.hash, hashOf("early bytes"));
+}
+
+// Host part of an address, for comparing a peer (any port) with a source address.
+std::string hostOf(const SocketAddress& address) { return formatSourceAddress(address); }
+
+TEST_F(FlowTest, SourceAddressesAreBoundInTurn) {
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {up.address()};
+  picker_.sources = {*parseSourceAddress("127.0.0.2"), *parseSourceAddress("127.0.0.3")};
+  constexpr size_t kFlows = 4;
+  for (size_t i = 0; i < kFlows; ++i) {
+    TestConn& cl = client();
+    cl.write("x");
+    // One at a time, so that the accept order is the connect order.
+    ASSERT_TRUE(runUntil([&] { return cl.received == 1; }));
+  }
+  ASSERT_EQ(up.peers().size(), kFlows);
+  for (size_t i = 0; i < kFlows; ++i) {
+    EXPECT_EQ(hostOf(up.peers()[i]), i % 2 == 0 ? "127.0.0.2" : "127.0.0.3") << i;
+    EXPECT_NE(up.peers()[i].port(), 0);
+  }
+  ASSERT_EQ(picker_.results.size(), kFlows);
+  for (const auto& result : picker_.results) EXPECT_EQ(result.second, ConnectResult::kOk);
+}
+
+TEST_F(FlowTest, SourceOfAnotherFamilyIsNotBound) {
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {up.address()};
+  picker_.sources = {*parseSourceAddress("::1")};
+  TestConn& cl = client();
+  cl.write("x");
+  ASSERT_TRUE(runUntil([&] { return cl.received == 1; }));
+  ASSERT_EQ(up.peers().size(), 1u);
+  EXPECT_EQ(hostOf(up.peers()[0]), "127.0.0.1");  // the kernel's choice: no bind
+}
+
+TEST_F(FlowTest, SourceBindFailureIsAFailedAttempt) {
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  // TEST-NET-1: not an address of this host, so bind() fails (EADDRNOTAVAIL); then 127.0.0.2.
+  picker_.endpoints = {refusedAddress(), up.address()};
+  picker_.sources = {*parseSourceAddress("192.0.2.1"), *parseSourceAddress("127.0.0.2")};
+  TestConn& cl = client();
+  cl.write("x");
+  ASSERT_TRUE(runUntil([&] { return cl.received == 1; }));
+  ASSERT_EQ(picker_.results.size(), 2u);
+  EXPECT_EQ(picker_.results[0].second, ConnectResult::kError);  // the bind, not a refusal
+  EXPECT_EQ(picker_.results[1], std::make_pair(up.address(), ConnectResult::kOk));
+  ASSERT_EQ(up.peers().size(), 1u);
+  EXPECT_EQ(hostOf(up.peers()[0]), "127.0.0.2");
 }
 
 TEST_F(FlowTest, EarlyBytesAreBoundedWhileConnecting) {
