@@ -447,6 +447,24 @@ grpc::Status clusterFromProto(const v1::Cluster& in, gateway::ClusterConfig& out
   status = proxyFromProto(in.send_proxy_protocol(), join(path, "send_proxy_protocol"),
                           cluster.sendProxyProtocol);
   if (!status.ok()) return status;
+  for (int i = 0; i < in.source_addresses_size(); ++i) {
+    const std::string at = item(join(path, "source_addresses"), i);
+    const std::optional<reactor::SocketAddress> source =
+        gateway::parseSourceAddress(in.source_addresses(i));
+    if (!source) {
+      return invalidArgument(at,
+                             "expected an address without a port like 10.0.0.5 or "
+                             "2001:db8::5, got \"" +
+                                 in.source_addresses(i) + "\"");
+    }
+    for (const reactor::SocketAddress& other : cluster.sourceAddresses) {
+      if (other == *source) {
+        return invalidArgument(at,
+                               "duplicate source address " + gateway::formatSourceAddress(*source));
+      }
+    }
+    cluster.sourceAddresses.push_back(*source);
+  }
   out = std::move(cluster);
   return grpc::Status::OK;
 }
@@ -474,6 +492,10 @@ void clusterToProto(const gateway::ClusterConfig& in, v1::Cluster& out) {
   durationToProto(in.outlier.baseEjection, *outlier.mutable_base_ejection());
   durationToProto(in.outlier.maxEjection, *outlier.mutable_max_ejection());
   out.set_send_proxy_protocol(proxyToProto(in.sendProxyProtocol));
+  out.clear_source_addresses();
+  for (const reactor::SocketAddress& source : in.sourceAddresses) {
+    out.add_source_addresses(gateway::formatSourceAddress(source));
+  }
 }
 
 grpc::Status flowFilterFromProto(const v1::FlowFilter& in, gateway::FlowFilter& out,

@@ -105,6 +105,18 @@ void addFields(CLI::App* command, Fields& f, bool create) {
           c.set_send_proxy_protocol(toEnum<v1::ProxyProtocolVersion>(v));
         })
       ->check(enumText<v1::ProxyProtocolVersion>());
+  f.addList(command, "--source-address",
+            "A local address (no port) upstream connects bind, round-robin (repeat for more; "
+            "replaces the list)",
+            "source_addresses", [](v1::Cluster& c, const std::vector<std::string>& addresses) {
+              *c.mutable_source_addresses() = {addresses.begin(), addresses.end()};
+            });
+  if (!create) {
+    f.addSwitch(command, "--no-source-addresses",
+                "Clear the source address list: upstream connects bind nothing", "source_addresses",
+                [](v1::Cluster& c, bool) { c.clear_source_addresses(); })
+        ->excludes("--source-address");
+  }
 }
 
 void printOne(Session& s, const v1::Cluster& cluster) {

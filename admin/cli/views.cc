@@ -181,6 +181,7 @@ void printCluster(std::ostream& out, const v1::Cluster& c) {
   lines.add("health_check", healthCheckText(c));
   lines.add("outlier", outlierText(c));
   lines.add("send_proxy_protocol", enumText(c.send_proxy_protocol()));
+  lines.add("source_addresses", listText(c.source_addresses()));
   lines.add("listeners", listText(c.listeners()));
   lines.add("source", enumText(c.source()));
   lines.print(out);

@@ -424,6 +424,41 @@ TEST_F(AdminServiceTest, ClusterLifecycleAndEndpointStates) {
   EXPECT_EQ(clusters.clusters(0).listeners(0), "web");
 }
 
+TEST_F(AdminServiceTest, ClusterSourceAddressesRoundTripAndBadOnesAreRejected) {
+  v1::UpdateClusterRequest update;
+  update.mutable_cluster()->set_name("backends");
+  update.mutable_cluster()->add_source_addresses("127.0.0.2");
+  update.mutable_cluster()->add_source_addresses("::1");
+  update.mutable_update_mask()->add_paths("source_addresses");
+  v1::Cluster updated;
+  ASSERT_TRUE(stub().UpdateCluster(callContext().get(), update, &updated).ok());
+  ASSERT_EQ(updated.source_addresses_size(), 2);
+  EXPECT_EQ(updated.source_addresses(0), "127.0.0.2");
+  EXPECT_EQ(updated.source_addresses(1), "::1");
+  v1::GetClusterRequest get;
+  get.set_name("backends");
+  v1::Cluster got;
+  ASSERT_TRUE(stub().GetCluster(callContext().get(), get, &got).ok());
+  ASSERT_EQ(got.source_addresses_size(), 2);
+  EXPECT_EQ(got.source_addresses(0), "127.0.0.2");
+  // Flows still relay, from 127.0.0.2 now.
+  Fd client(connectTo(portOfListener("web")));
+  EXPECT_TRUE(echoes(client.get(), "from a source address"));
+
+  for (const char* bad : {"127.0.0.2:80", "[::1]", "localhost", ""}) {
+    update.mutable_cluster()->set_source_addresses(1, bad);
+    const grpc::Status status = stub().UpdateCluster(callContext().get(), update, &updated);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_NE(status.error_message().find("cluster.source_addresses[1]"), std::string::npos)
+        << status.error_message();
+  }
+  update.mutable_cluster()->set_source_addresses(1, "127.0.0.2");
+  const grpc::Status status = stub().UpdateCluster(callContext().get(), update, &updated);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("duplicate source address 127.0.0.2"), std::string::npos)
+      << status.error_message();
+}
+
 TEST_F(AdminServiceTest, UpdateClusterReplacesEndpointsAndRejectsBadOnes) {
   EchoServer replacement;
   v1::UpdateClusterRequest update;

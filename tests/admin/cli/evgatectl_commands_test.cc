@@ -174,7 +174,11 @@ TEST_F(EvgatectlTest, ClusterCreateSendsEndpointsPolicyAndChecks) {
                            "--outlier-failures",
                            "0",
                            "--send-proxy-protocol",
-                           "v2"});
+                           "v2",
+                           "--source-address",
+                           "10.0.0.2",
+                           "--source-address",
+                           "2001:db8::2"});
   ASSERT_EQ(r.code, 0) << r;
   EXPECT_TRUE(equalsText(fake_.last<v1::CreateClusterRequest>("CreateCluster"), R"pb(
     cluster {
@@ -192,6 +196,7 @@ TEST_F(EvgatectlTest, ClusterCreateSendsEndpointsPolicyAndChecks) {
       }
       outlier { consecutive_failures: 0 }
       send_proxy_protocol: PROXY_PROTOCOL_VERSION_V2
+      source_addresses: [ "10.0.0.2", "2001:db8::2" ]
     }
   )pb"));
 }
@@ -216,6 +221,24 @@ TEST_F(EvgatectlTest, ClusterUpdateMasksOnlyTheFlagsGiven) {
   // Neither needed the current cluster.
   EXPECT_TRUE(fake_.calls("GetCluster").empty());
   EXPECT_EQ(ctl("cluster update backends").code, 2);
+}
+
+TEST_F(EvgatectlTest, ClusterUpdateSetsAndClearsSourceAddresses) {
+  ASSERT_EQ(ctl("cluster update backends --source-address 10.0.0.2 --source-address 10.0.0.3").code,
+            0);
+  EXPECT_TRUE(equalsText(fake_.last<v1::UpdateClusterRequest>("UpdateCluster"), R"pb(
+    cluster {
+      name: "backends"
+      source_addresses: [ "10.0.0.2", "10.0.0.3" ]
+    }
+    update_mask { paths: [ "source_addresses" ] }
+  )pb"));
+  ASSERT_EQ(ctl("cluster update backends --no-source-addresses").code, 0);
+  EXPECT_TRUE(equalsText(fake_.last<v1::UpdateClusterRequest>("UpdateCluster"), R"pb(
+    cluster { name: "backends" }
+    update_mask { paths: [ "source_addresses" ] }
+  )pb"));
+  EXPECT_NE(ctl("cluster update backends --no-source-addresses --source-address 10.0.0.2").code, 0);
 }
 
 TEST_F(EvgatectlTest, ClusterUpdateOfOneHealthSettingKeepsTheOthers) {
@@ -255,11 +278,15 @@ TEST_F(EvgatectlTest, ClusterGetShowsEndpoints) {
         health_check { interval { seconds: 5 } }
         listeners: "web"
         source: SOURCE_FILE
+        source_addresses: [ "10.0.0.2", "10.0.0.3" ]
       )pb"));
   const CtlResult r = ctl("cluster get backends");
   ASSERT_EQ(r.code, 0) << r;
   EXPECT_TRUE(equalsText(fake_.last<v1::GetClusterRequest>("GetCluster"), "name: 'backends'"));
   EXPECT_TRUE(std::regex_search(r.out, std::regex("\\nlb: +hash_client_ip\\n"))) << r.out;
+  EXPECT_TRUE(std::regex_search(
+      r.out, std::regex("\\nsource_addresses: +10\\.0\\.0\\.2, 10\\.0\\.0\\.3\\n")))
+      << r.out;
   EXPECT_TRUE(std::regex_search(r.out, std::regex("\\nhealth_check: +interval 5s, timeout -")))
       << r.out;
   EXPECT_TRUE(std::regex_search(
