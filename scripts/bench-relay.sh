@@ -13,8 +13,9 @@
 #
 # Everything runs inside private network namespaces (`unshare -n`, loopback only, 127.0.0.0/8):
 # the main one widens the port range and shortens the TIME_WAIT reuse delay inside it; a second
-# one keeps the kernel's stock values for the "connection rate, stock sysctls" workload. The
-# host's sysctls are never touched. Relays and the echo backend run as plain foreground
+# one keeps the kernel's stock values for the two "connection rate, stock sysctls" workloads
+# (connrate-stock as configured elsewhere; connrate-stock-src with every relay binding 16 upstream
+# source addresses, IP_BIND_ADDRESS_NO_PORT; lerelay has no such option). The host's sysctls are never touched. Relays and the echo backend run as plain foreground
 # processes from generated configs, started fresh for every run and stopped after it; every run
 # is bounded in time (the loadgen's own duration, under `timeout`), and a trap kills whatever is
 # still running however the script ends.
@@ -137,11 +138,37 @@ if [ "${1:-}" = "--inside" ]; then
     wait "$p" 2>/dev/null || true
   }
 
-  write_configs() {  # the relays' configs, one per target, in $out/conf
-    local t w
-    mkdir -p "$out/conf"
+  # The relays' configs, one per target, in DIR. With SOURCES (the connrate-stock-src workload)
+  # every relay binds its upstream connects to 16 source addresses, 127.0.0.2..17 (all on lo),
+  # each in its own way: evgate's cluster source_addresses, one HAProxy server per address
+  # (`source`), nginx's proxy_bind over split_clients. All three set IP_BIND_ADDRESS_NO_PORT,
+  # so the kernel picks the port at connect() with the whole 4-tuple: 16 times the 4-tuples
+  # towards the backend, and no port search through TIME_WAIT.
+  write_configs() {  # DIR SOURCES(0|1)
+    local dir=$1 with_sources=$2 t w i evgate_sources="" haproxy_servers nginx_bind=""
+    local addresses=()
+    if [ "$with_sources" = 1 ]; then
+      for i in $(seq 2 17); do addresses+=("127.0.0.$i"); done
+      evgate_sources="    source_addresses: [ $(printf '"%s", ' "${addresses[@]}" | sed 's/, $//') ]"
+      haproxy_servers=$(for i in "${!addresses[@]}"; do
+        printf '  server echo%d 127.0.0.1:%s source %s\n' "$i" "$port_backend" "${addresses[i]}"
+      done)
+      nginx_bind="split_clients \"\$remote_port\" \$upstream_source {"
+      for i in "${!addresses[@]}"; do
+        if [ "$i" -lt $((${#addresses[@]} - 1)) ]; then
+          nginx_bind+=" 6.25% ${addresses[i]};"
+        else
+          nginx_bind+=" * ${addresses[i]};"
+        fi
+      done
+      nginx_bind+=" }
+  proxy_bind \$upstream_source;"
+    else
+      haproxy_servers="  server echo 127.0.0.1:$port_backend"
+    fi
+    mkdir -p "$dir"
     for w in 1 2; do
-      cat >"$out/conf/evgate-w$w.yaml" <<EOF
+      cat >"$dir/evgate-w$w.yaml" <<EOF
 workers: $w
 drain_timeout: 0
 config_watch: false
@@ -152,6 +179,7 @@ access_log: { mode: "off" }
 clusters:
   - name: echo
     endpoints: [ "127.0.0.1:$port_backend" ]
+$evgate_sources
 listeners:
   - name: bench
     bind: 127.0.0.1:${port[evgate-w$w]}
@@ -161,10 +189,10 @@ EOF
       if [ "$w" = 1 ]; then
         # The same relay copying every byte through user space: what splice() is worth.
         sed -e "s/:${port[evgate-w1]}\$/:${port[evgate-copy-w1]}/" \
-          -e '$a\    splice: "off"' "$out/conf/evgate-w1.yaml" >"$out/conf/evgate-copy-w1.yaml"
+          -e '$a\    splice: "off"' "$dir/evgate-w1.yaml" >"$dir/evgate-copy-w1.yaml"
       fi
       for t in haproxy-w$w haproxy-splice-w$w; do
-        cat >"$out/conf/$t.cfg" <<EOF
+        cat >"$dir/$t.cfg" <<EOF
 global
   nbthread $w
   # Two fds per flow and two per pipe: maxconn 9600 and maxpipes 128 stay under the 20,000 limit.
@@ -180,21 +208,23 @@ frontend bench
   bind 127.0.0.1:${port[$t]}
   default_backend echo
 backend echo
-  server echo 127.0.0.1:$port_backend
+  balance roundrobin
+$(printf '%b' "$haproxy_servers")
 EOF
       done
-      mkdir -p "$out/conf/nginx-w$w"
-      cat >"$out/conf/nginx-w$w/nginx.conf" <<EOF
+      mkdir -p "$dir/nginx-w$w"
+      cat >"$dir/nginx-w$w/nginx.conf" <<EOF
 load_module $nginx_stream_module;
 daemon off;
 master_process on;
 worker_processes $w;
 worker_rlimit_nofile 20000;
-pid $out/conf/nginx-w$w/nginx.pid;
-error_log $out/conf/nginx-w$w/error.log warn;
+pid $dir/nginx-w$w/nginx.pid;
+error_log $dir/nginx-w$w/error.log warn;
 events { worker_connections 19500; }
 stream {
   upstream echo { server 127.0.0.1:$port_backend; }
+  $nginx_bind
   server {
     listen 127.0.0.1:${port[nginx-w$w]};
     proxy_pass echo;
@@ -203,14 +233,16 @@ stream {
 EOF
     done
   }
-  write_configs
+  conf=$out/conf  # the configs relay_command uses; conf-src for connrate-stock-src
+  write_configs "$out/conf" 0
+  if [ "$phase" = stock ]; then write_configs "$out/conf-src" 1; fi
 
   relay_command() {  # TARGET: the relay's command line (empty for direct)
     case "$1" in
       direct) ;;
-      evgate-*) echo "$evgate --config $out/conf/$1.yaml" ;;
-      haproxy-*) echo "haproxy -db -f $out/conf/$1.cfg" ;;
-      nginx-*) echo "nginx -p $out/conf/$1 -e $out/conf/$1/error.log -c $out/conf/$1/nginx.conf" ;;
+      evgate-*) echo "$evgate --config $conf/$1.yaml" ;;
+      haproxy-*) echo "haproxy -db -f $conf/$1.cfg" ;;
+      nginx-*) echo "nginx -p $conf/$1 -e $conf/$1/error.log -c $conf/$1/nginx.conf" ;;
       lerelay-*) echo "$lerelay --listen 127.0.0.1:${port[$1]} --target 127.0.0.1:$port_backend" ;;
     esac
   }
@@ -305,8 +337,10 @@ EOF
     if [ "$layout" = one-core ]; then list=("${w1[@]}"); else list=("${all[@]}"); fi
     for t in "${list[@]}"; do
       [ "$workload" = idle ] && [ "$t" = direct ] && continue  # the backend is no relay
+      # lerelay has no source-address option; direct stays as the reference.
+      [ "$workload" = connrate-stock-src ] && [[ $t == lerelay-* ]] && continue
       # The stock reuse delay is 1 s: let the previous run's TIME_WAIT sockets age first.
-      [ "$workload" = connrate-stock ] && sleep 1.2
+      [[ $workload == connrate-stock* ]] && sleep 1.2
       run "$layout" "$workload" "$t" "$r" "$@"
     done
   }
@@ -317,6 +351,9 @@ EOF
     mapfile -t w1 < <(rotated "$r" "${one_worker[@]}")
     if [ "$phase" = stock ]; then
       each unpinned connrate-stock connrate --connections 64 "${common[@]}"
+      conf=$out/conf-src
+      each unpinned connrate-stock-src connrate --connections 64 "${common[@]}"
+      conf=$out/conf
       continue
     fi
     each unpinned bulk1 throughput --connections 1 "${common[@]}"

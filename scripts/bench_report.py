@@ -56,6 +56,9 @@ FIGURES = [
            "{:,.0f}", True),
     Figure("connrate-stock", "connrate-stock", "conn_s",
            "connection rate, 64 loops, stock sysctls", "conn/s", "higher", "{:,.0f}", True),
+    Figure("connrate-stock-src", "connrate-stock-src", "conn_s",
+           "connection rate, 64 loops, stock sysctls, 16 upstream source addresses", "conn/s",
+           "higher", "{:,.0f}", True),
     Figure("pingpong64", "pingpong64", "rtt_s", "ping-pong, 64 connections", "round trips/s",
            "higher", "{:,.0f}", True),
     Figure("core-cpu-conn", "core-connrate", "cpu_us_per_conn",
@@ -95,6 +98,10 @@ GOALS = [
     Goal("idle", 1, 0.5, absolute=1000),
     Goal("connrate-stock", 1, 1.1, note="variant of the connection-rate goal"),
     Goal("connrate-stock", 2, 1.1, note="variant of the connection-rate goal"),
+    Goal("connrate-stock-src", 1, 1.1,
+         note="variant: every relay binds 16 upstream source addresses"),
+    Goal("connrate-stock-src", 2, 1.1,
+         note="variant: every relay binds 16 upstream source addresses"),
 ]
 
 
@@ -247,7 +254,8 @@ def goal_table(goals):
 def results_tables(summaries, rounds):
     present = [t for t in TARGETS if any(t in summaries[f.id] for f in FIGURES)]
     out = []
-    cols = ["bulk1", "bulk8", "connrate", "connrate-stock", "pingpong64", "idle"]
+    cols = ["bulk1", "bulk8", "connrate", "connrate-stock", "connrate-stock-src", "pingpong64",
+            "idle"]
     out.append("Unpinned (both CPUs shared by loadgen, relay and backend)"
                + (", median (min–max) over the rounds" if rounds > 1 else "") + ":\n")
     out.append("| relay | " + " | ".join(f"{FIG[c].label} ({FIG[c].unit})" for c in cols) + " |")
