@@ -179,6 +179,12 @@ void Flow::handleIo(Side side, reactor::EventMask what) {
   // A pipe is held only while bytes are in flight.
   if (peers_[kClient].pipe) returnIdlePipe(kClient);
   if (peers_[kUpstream].pipe) returnIdlePipe(kUpstream);
+  if (settings_.budget != nullptr) reportBuffered(bufferedBytes());
+}
+
+void Flow::reportBuffered(size_t now) {
+  settings_.budget->change(reportedBuffered_, now);
+  reportedBuffered_ = static_cast<uint32_t>(now);
 }
 
 void Flow::relayIo(Side side, reactor::EventMask what) {
@@ -655,6 +661,7 @@ void Flow::close(CloseReason reason) {
   armedDeadline_ = kNever;
   closeSide(kClient, reason == CloseReason::kUpstreamReset);
   closeSide(kUpstream, reason == CloseReason::kClientReset);
+  if (settings_.budget != nullptr) reportBuffered(0);
   if (wasConnected) picker_.onFlowEnded(tried_.back());
   observer_.onFlowClosed(*this);
   base_.deferDelete(std::unique_ptr<reactor::DeferredDeletable>(this));

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/buffer_budget.h"
 #include "gateway/close_reason.h"
 #include "gateway/config/config.h"
 #include "gateway/pipe_pool.h"
@@ -82,6 +83,9 @@ struct FlowSettings {
   // The worker's pipes for splice(); null: bytes are always copied. Must outlive the flow.
   PipePool* pipes = nullptr;
   SpliceMode splice = SpliceMode::kAuto;
+  // The worker's share of the memory budget (buffer_budget.h): the flow reports its bytes to it
+  // and follows its flowLimit(). Null: no budget. Must outlive the flow.
+  BufferAccount* budget = nullptr;
 };
 
 // Relays a client connection and an upstream connection on one loop. Each side is a
@@ -265,8 +269,14 @@ class Flow : public reactor::DeferredDeletable {
   // Moves what `to`'s pipe holds into its socket, as far as it takes it (on a socket error the
   // flow is closed).
   void flushPipe(Side to);
-  // The buffer limit per direction (bufferLimit, at least 1).
-  size_t limit() const { return std::max<size_t>(settings_.bufferLimit, 1); }
+  // The buffer limit per direction: bufferLimit (at least 1), less while the memory budget is
+  // tight.
+  size_t limit() const {
+    const size_t own = std::max<size_t>(settings_.bufferLimit, 1);
+    return settings_.budget != nullptr ? settings_.budget->flowLimit(own) : own;
+  }
+  // Tells the budget how many bytes the flow holds now (after each event, and 0 at close).
+  void reportBuffered(size_t now);
   // Gives `side`'s pipe back to the pool if it is empty.
   void returnIdlePipe(Side side);
   // Bytes waiting for `to`: its output and its pipe.
@@ -349,6 +359,8 @@ class Flow : public reactor::DeferredDeletable {
   bool clientRefused_ = false;        // epoll refused the client socket: close at the first turn
   CloseReason closeReason_ = CloseReason::kNone;
   CloseReason firstEof_ = CloseReason::kNone;
+  // bufferedBytes() as last reported to settings_.budget (at most 2 × 1 GiB + a PROXY header).
+  uint32_t reportedBuffered_ = 0;
 
   reactor::Event timer_;
   TimePoint armedDeadline_ = kNever;

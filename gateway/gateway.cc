@@ -170,8 +170,13 @@ std::optional<std::string> Gateway::start() {
     }
     listeners_.push_back(std::move(listener));
   }
+  {
+    const std::lock_guard lock(workersMutex_);
+    budget_ = std::make_unique<BufferBudget>(workerCount_);
+    budget_->setLimit(config_.maxBufferedBytes);
+  }
   for (uint32_t w = 0; w < workerCount_; ++w) {
-    auto worker = std::make_unique<Worker>(w, accessLog_, notices_);
+    auto worker = std::make_unique<Worker>(w, accessLog_, notices_, budget_.get());
     worker->start();
     const std::lock_guard lock(workersMutex_);
     workers_.push_back(std::move(worker));
@@ -645,6 +650,8 @@ std::optional<std::string> Gateway::reload(Config next, std::string_view cause,
     reindex();
     viewStale_ = true;
   }
+  // The workers see a new budget at their next loop pass.
+  budget_->setLimit(config_.maxBufferedBytes);
   report(plan, cause);
   return std::nullopt;
 }
@@ -753,6 +760,12 @@ std::shared_ptr<const Gateway::MetricsView> Gateway::metricsView() const {
     viewStale_ = false;
   }
   return view_;
+}
+
+std::optional<Gateway::BudgetUse> Gateway::bufferBudget() const {
+  const std::lock_guard lock(workersMutex_);
+  if (!budget_ || workers_.empty()) return std::nullopt;
+  return BudgetUse{budget_->limit(), budget_->used()};
 }
 
 std::vector<Gateway::WorkerMetrics> Gateway::sampleWorkers(

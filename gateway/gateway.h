@@ -170,6 +170,14 @@ class Gateway {
   const ClusterConfig* findCluster(std::string_view name) const;
   std::shared_ptr<ClusterState> cluster(std::string_view name) const;
   size_t workerCount() const { return workers_.size(); }
+  // The memory budget (max_buffered_bytes; 0: none) and the bytes the flows hold by the
+  // workers' last counts (buffer_budget.h); nullopt unless running (start() to stop()). Safe
+  // from any thread.
+  struct BudgetUse {
+    uint64_t limit = 0;
+    uint64_t used = 0;
+  };
+  std::optional<BudgetUse> bufferBudget() const;
   // Every listener with the address it is bound to, after start(); in config().listeners order.
   const std::vector<std::shared_ptr<ListenerState>>& listeners() const { return listeners_; }
   // Every cluster's shared state, after start(); in config().clusters order.
@@ -223,8 +231,11 @@ class Gateway {
   using NameIndex = std::unordered_map<std::string, size_t, NameHash, std::equal_to<>>;
   NameIndex clusterIndex_;
   NameIndex listenerIndex_;
+  // Made by start() (under workersMutex_), one slot per worker; outlives the workers.
+  std::unique_ptr<BufferBudget> budget_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  // Guards workers_ against stop() for sampleWorkers(), the one reader off the owner's thread.
+  // Guards workers_ against stop() for sampleWorkers(), the one reader off the owner's thread,
+  // and budget_ for bufferBudget().
   mutable std::mutex workersMutex_;
   // metricsView() reads listeners_, clusters_ and each listener's config.maxConnections from
   // any thread: while the view is live (start() to stop()), the owner changes them under this

@@ -124,8 +124,9 @@ inline constexpr size_t kCloseReasons = static_cast<size_t>(CloseReason::kProxyP
 // Why a connection was closed at accept.
 inline constexpr size_t kRejectedMaxConnections = 0;
 inline constexpr size_t kRejectedNotAllowed = 1;
-inline constexpr size_t kRejectReasons = 2;
-// "max_connections", "not_allowed".
+inline constexpr size_t kRejectedBufferBudget = 2;  // max_buffered_bytes reached
+inline constexpr size_t kRejectReasons = 3;
+// "max_connections", "not_allowed", "buffer_budget".
 const char* rejectReasonName(size_t reason);
 
 // One worker's counts for one listener.

@@ -1,6 +1,8 @@
 #include "gateway/worker.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,8 +47,9 @@ void AccessLog::write(const std::string& line) const {
 
 ListeningSocket::~ListeningSocket() { ::close(fd_); }
 
-Worker::Worker(uint32_t index, const AccessLog& accessLog, NoticeSink* notices)
-    : index_(index), accessLog_(accessLog), notices_(notices) {}
+Worker::Worker(uint32_t index, const AccessLog& accessLog, NoticeSink* notices,
+               BufferBudget* budget)
+    : index_(index), accessLog_(accessLog), notices_(notices), budget_(budget, index) {}
 
 Worker::~Worker() { stop(); }
 
@@ -58,6 +61,14 @@ void Worker::start() {
 }
 
 void Worker::run(std::promise<void>& ready) {
+  // splice() into a socket whose peer is gone raises SIGPIPE (it has no MSG_NOSIGNAL). Blocked
+  // on this thread, the signal only leaves a pending bit here instead of killing a process that
+  // embeds the gateway without ignoring SIGPIPE (the daemon ignores it); the call still fails
+  // with EPIPE, which the flow handles.
+  sigset_t pipeSignal;
+  sigemptyset(&pipeSignal);
+  sigaddset(&pipeSignal, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipeSignal, nullptr);
   // The base is created on this thread, which makes it the loop thread from the start.
   reactor::EventBase base;
   base.setLoopObserver(this);
@@ -114,7 +125,8 @@ std::shared_ptr<const Worker::FlowGroup> Worker::makeGroup(
                               c.proxyProtocolTimeout,
                               counters,
                               &pipes_,
-                              c.splice};
+                              c.splice,
+                              &budget_};
   return std::make_shared<const FlowGroup>(
       FlowGroup{std::move(listener), std::move(config), std::move(picker), settings});
 }
@@ -253,6 +265,14 @@ void Worker::accept(Accepting& accepting, int fd, const reactor::SocketAddress& 
       ::close(fd);
       return;
     }
+  }
+  // Read afresh: an idle loop has not refreshed since a reload lowered the budget.
+  budget_.refresh();
+  if (budget_.full()) {
+    // The flows hold the whole memory budget: nobody new until they have drained.
+    if (counters != nullptr) counters->rejected[stats::kRejectedBufferBudget].add(1);
+    ::close(fd);
+    return;
   }
   if (listener.connections.fetch_add(1, std::memory_order_relaxed) >= config.maxConnections) {
     listener.connections.fetch_sub(1, std::memory_order_relaxed);
@@ -424,6 +444,7 @@ size_t Worker::queuedFunctions() const {
 void Worker::onIteration(TimePoint polled, TimePoint finished) {
   loopCounters_.iterations.add(1);
   loopCounters_.iterationDuration.observe(finished - polled);
+  budget_.refresh();
 }
 
 void Worker::stopAccepting() {

@@ -139,8 +139,11 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
     return static_cast<uint32_t>(flowId >> kFlowIdWorkerShift);
   }
 
-  // `notices`: may be null; if set it must outlive the worker's thread (stop()).
-  Worker(uint32_t index, const AccessLog& accessLog, NoticeSink* notices = nullptr);
+  // `notices`: may be null; if set it must outlive the worker's thread (stop()). `budget`: the
+  // process's memory budget, slot `index` of which is this worker's; null: none. It must
+  // outlive the worker.
+  Worker(uint32_t index, const AccessLog& accessLog, NoticeSink* notices = nullptr,
+         BufferBudget* budget = nullptr);
   // Stops the loop if it still runs and joins the thread.
   ~Worker() override;
   Worker(const Worker&) = delete;
@@ -296,6 +299,8 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   // Pipes for splice(), lent to flows while bulk bytes are in flight; loop thread only. At most
   // 256 open (512 fds) per worker; 32 empty ones kept for reuse.
   PipePool pipes_{256, 32};
+  // This worker's share of the memory budget: its flows report to it; refreshed every loop pass.
+  BufferAccount budget_;
 
   // What own() made, by key; loop thread only.
   std::map<std::string, std::shared_ptr<void>> owned_;

@@ -164,6 +164,9 @@ struct Config {
   uint32_t workers = 0;  // 0: one per CPU
   ListenerSockets listenerSockets = ListenerSockets::kAuto;
   Duration drainTimeout = std::chrono::seconds(30);
+  // The memory budget for bytes all flows hold waiting for a slow peer (buffer_budget.h);
+  // 0: none. Reloadable.
+  uint64_t maxBufferedBytes = 0;
   std::string stateFile;  // empty: runtime changes are not persisted
   // Watch the --config file's directory and reload when the file's content changes (as on
   // SIGHUP); a Kubernetes ConfigMap update, a symlink swap, arrives this way.

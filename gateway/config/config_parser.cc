@@ -388,14 +388,25 @@ void Parser::parseRoot(const Value& root, Config& config) {
   }
   const MapFields fields(
       *this, root,
-      {"workers", "listener_sockets", "drain_timeout", "state_file", "config_watch", "admin",
-       "metrics", "log", "access_log", "clusters", "listeners"});
+      {"workers", "listener_sockets", "drain_timeout", "max_buffered_bytes", "state_file",
+       "config_watch", "admin", "metrics", "log", "access_log", "clusters", "listeners"});
   take(fields, "workers", config.workers,
        [&](const Value& v) { return readInteger(v, 0, kMaxWorkers); });
   take(fields, "listener_sockets", config.listenerSockets,
        [&](const Value& v) { return readEnum(v, kListenerSocketsNames); });
   take(fields, "drain_timeout", config.drainTimeout,
        [&](const Value& v) { return readDuration(v, true); });
+  take(fields, "max_buffered_bytes", config.maxBufferedBytes,
+       [&](const Value& v) -> std::optional<uint64_t> {
+         const std::optional<size_t> size =
+             v.node.IsScalar() ? parseSize(v.node.Scalar()) : std::nullopt;
+         if (size && (*size == 0 || (*size >= kMinBufferBudget && *size <= kMaxBufferBudget))) {
+           return *size;
+         }
+         expected(v, "0 (no budget) or a size from " + formatSize(kMinBufferBudget) + " to " +
+                         formatSize(kMaxBufferBudget));
+         return std::nullopt;
+       });
   take(fields, "state_file", config.stateFile, [&](const Value& v) { return readString(v); });
   take(fields, "config_watch", config.configWatch,
        [&](const Value& v) { return readEnum(v, kBooleanNames); });

@@ -6,6 +6,7 @@ const char* defaultConfigYaml() {
   return R"(# evgate embedded default configuration; see docs/configuration.md.
 workers: 0                  # 0 = one per CPU
 drain_timeout: 30s
+max_buffered_bytes: 0       # memory budget for relayed bytes; 0: none
 state_file: ""              # empty: runtime changes are not persisted
 admin:
   address: 127.0.0.1:9901

@@ -19,6 +19,9 @@ inline constexpr std::chrono::nanoseconds kMaxDuration = std::chrono::hours(24 *
 // A listener's `buffer_limit`.
 inline constexpr size_t kMinBufferLimit = size_t{1} << 10;
 inline constexpr size_t kMaxBufferLimit = size_t{1} << 30;
+// max_buffered_bytes: 0 (no budget) or this range.
+inline constexpr size_t kMinBufferBudget = size_t{1} << 20;
+inline constexpr size_t kMaxBufferBudget = size_t{1} << 40;
 // A listener's `max_connections` (at most UINT32_MAX).
 inline constexpr uint32_t kMinMaxConnections = 1;
 // An endpoint's `weight`.

@@ -228,6 +228,18 @@ void collectLoops(const std::vector<Gateway::WorkerMetrics>& workers,
   }
 }
 
+void collectBudget(const Gateway::BudgetUse& budget, std::vector<prometheus::MetricFamily>& out) {
+  auto limit = gaugeFamily("evgate_buffer_budget_bytes",
+                           "The memory budget for relayed bytes (max_buffered_bytes); 0: none.");
+  auto used = gaugeFamily("evgate_buffer_budget_used_bytes",
+                          "Bytes all flows hold in buffers and pipes, by the workers' last "
+                          "counts (what the budget is checked against).");
+  limit.add({}, static_cast<double>(budget.limit));
+  used.add({}, static_cast<double>(budget.used));
+  limit.moveTo(out);
+  used.moveTo(out);
+}
+
 }  // namespace
 
 std::vector<prometheus::MetricFamily> GatewayCollector::Collect() const {
@@ -238,6 +250,9 @@ std::vector<prometheus::MetricFamily> GatewayCollector::Collect() const {
   collectListeners(*view, workers, detail_, out);
   collectClusters(*view, out);
   collectLoops(workers, out);
+  if (const std::optional<Gateway::BudgetUse> budget = gateway_.bufferBudget()) {
+    collectBudget(*budget, out);
+  }
   return out;
 }
 

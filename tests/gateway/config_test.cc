@@ -117,6 +117,7 @@ TEST(ConfigParserTest, ParsesEveryKey) {
 workers: 4
 listener_sockets: per_worker
 drain_timeout: 45s
+max_buffered_bytes: 2GiB
 state_file: /var/lib/evgate/state.yaml
 admin:
   address: 127.0.0.1:9911
@@ -167,6 +168,7 @@ listeners:
   EXPECT_EQ(config.listenerSockets, ListenerSockets::kPerWorker);
   EXPECT_EQ(config.metrics.listenerDetail, ListenerDetail::kBasic);
   EXPECT_EQ(config.drainTimeout, seconds(45));
+  EXPECT_EQ(config.maxBufferedBytes, uint64_t{2} << 30);
   EXPECT_EQ(config.stateFile, "/var/lib/evgate/state.yaml");
   EXPECT_EQ(config.admin.address, "127.0.0.1:9911");
   EXPECT_EQ(config.admin.tokenFile, "/etc/evgate/token");
@@ -305,6 +307,19 @@ listeners:
 )");
   EXPECT_EQ(config.drainTimeout.count(), 0);
   EXPECT_EQ(config.clusters[0].outlier.consecutiveFailures, 0u);
+}
+
+TEST(ConfigParserTest, MaxBufferedBytes) {
+  EXPECT_EQ(parseOk("{}").maxBufferedBytes, 0u) << "no budget by default";
+  EXPECT_EQ(parseOk("max_buffered_bytes: 256MiB").maxBufferedBytes, uint64_t{256} << 20);
+  EXPECT_EQ(parseOk("max_buffered_bytes: 1TiB").maxBufferedBytes, uint64_t{1} << 40);
+  EXPECT_EQ(parseOk("max_buffered_bytes: 0").maxBufferedBytes, 0u);
+  for (const char* bad : {"512KiB", "2TiB", "lots", "-1"}) {
+    EXPECT_EQ(errorsOf(std::string("max_buffered_bytes: ") + bad),
+              (Errors{std::string(R"(t.yaml:1:21: max_buffered_bytes: expected 0 (no budget) )") +
+                      R"(or a size from 1MiB to 1TiB, got ")" + bad + R"(")"}))
+        << bad;
+  }
 }
 
 // ---- Every problem, in file order --------------------------------------------------------------

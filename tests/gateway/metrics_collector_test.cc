@@ -59,6 +59,7 @@ using testing::eventually;
 using testing::HoldingBackend;
 using testing::listenerOf;
 using testing::loopback;
+using testing::sendAll;
 using testing::UniqueFd;
 using testing::waitClosed;
 using testing::writeUntilStalled;
@@ -415,7 +416,8 @@ TEST_F(MetricsCollectorTest, EveryReasonAndDirectionIsPresentFromTheStartAtZero)
       << "exactly the documented close reasons (no \"none\", no accept-time refusals)";
   EXPECT_EQ(s.labelSets("evgate_listener_connections_rejected_total"),
             (std::set<Labels>{{{"listener", "web"}, {"reason", "max_connections"}},
-                              {{"listener", "web"}, {"reason", "not_allowed"}}}));
+                              {{"listener", "web"}, {"reason", "not_allowed"}},
+                              {{"listener", "web"}, {"reason", "buffer_budget"}}}));
   for (const char* family : {"evgate_listener_bytes_total", "evgate_backpressure_read_pauses_total",
                              "evgate_backpressure_paused_seconds_total"}) {
     EXPECT_EQ(s.labelSets(family),
@@ -457,7 +459,7 @@ TEST_F(MetricsCollectorTest, BasicListenerDetailExportsConnectionsAndBytesOnly) 
                 "evgate_listener_max_connections", "evgate_listener_paused"}));
   size_t series = 0;
   for (const std::string& family : families) series += s.family(family)->metric.size();
-  EXPECT_EQ(series, 8u);
+  EXPECT_EQ(series, 9u);
   EXPECT_EQ(s.value("evgate_listener_connections_accepted_total", web), 1.0);
   EXPECT_EQ(s.total("evgate_listener_bytes_total", web), 10.0);
   // The other families are whole as ever.
@@ -1177,6 +1179,90 @@ TEST_F(MetricsCollectorTest, APauseEndedByTheFlowClosingIsCounted) {
   EXPECT_LE(paused, std::chrono::duration<double>(Clock::now() - opened).count());
   EXPECT_EQ(s.value("evgate_backpressure_flows_at_limit", bp), 0.0);
   EXPECT_EQ(s.value("evgate_backpressure_buffered_bytes", bp), 0.0);
+}
+
+// ---- Memory budget (max_buffered_bytes)
+
+class MemoryBudgetTest : public MetricsCollectorTest {
+ protected:
+  static constexpr uint64_t kKiB = 1024;
+  static constexpr uint64_t kMiB = 1024 * kKiB;
+
+  // One worker (its count is exact) relaying listener "bp" to `backend`, copying: a spliced
+  // direction held back stops at the pipe's 16 buffers, short of any buffer_limit these use.
+  static Config budgetConfig(const HoldingBackend& backend, size_t bufferLimit) {
+    Config config = baseConfig();
+    config.workers = 1;
+    config.clusters.push_back(clusterOf("stalled", {backend.address()}));
+    config.listeners.push_back(listenerOf("bp", "stalled"));
+    config.listeners[0].bufferLimit = bufferLimit;
+    config.listeners[0].splice = SpliceMode::kOff;
+    return config;
+  }
+
+  const Labels bp_{{"listener", "bp"}};
+};
+
+// A stalled flow with an 8 MiB buffer_limit: the 1 MiB budget, not the limit, caps what it
+// holds (a flow's limit shrinks from half the budget on; it may overshoot by what one loop pass
+// reads, 4 × 64 KiB, before the next refresh, plus one publish step).
+TEST_F(MemoryBudgetTest, OneFlowHoldsNoMoreThanTheBudgetWhateverItsBufferLimit) {
+  HoldingBackend backend;
+  Config config = budgetConfig(backend, 8 * kMiB);
+  config.maxBufferedBytes = kMiB;
+  start(config);
+  const UniqueFd client = connectWithSmallBuffer(bound("bp"), SO_SNDBUF);
+  ASSERT_GE(client.get(), 0);
+  ASSERT_TRUE(writeUntilStalled(client.get(), 300ms, Clock::now() + 20s));
+  EXPECT_TRUE(settlesAt("evgate_backpressure_flows_at_limit", bp_, 1));
+  const Scrape s = scrape();
+  EXPECT_EQ(s.value("evgate_buffer_budget_bytes", {}), static_cast<double>(kMiB));
+  const double held = s.value("evgate_backpressure_buffered_bytes", bp_).value_or(-1);
+  EXPECT_GE(held, static_cast<double>(kMiB / 2)) << "it reads freely up to half the budget";
+  EXPECT_LE(held, static_cast<double>(kMiB + 5 * 64 * kKiB)) << "the budget caps it";
+  const double used = s.value("evgate_buffer_budget_used_bytes", {}).value_or(-1);
+  EXPECT_NEAR(used, held, static_cast<double>(BufferBudget::kPublishStep));
+}
+
+// Flows that hold more than a budget lowered by a reload: new connections are refused (counted
+// as buffer_budget) while the flows already open go on; once they drain, new ones are accepted.
+TEST_F(MemoryBudgetTest, AFullBudgetRefusesNewConnectionsUntilTheFlowsDrain) {
+  HoldingBackend backend;
+  Config config = budgetConfig(backend, 512 * kKiB);
+  start(config);
+  constexpr size_t kFlows = 3;
+  std::vector<UniqueFd> clients;
+  for (size_t i = 0; i < kFlows; ++i) {
+    clients.push_back(connectWithSmallBuffer(bound("bp"), SO_SNDBUF));
+    ASSERT_GE(clients.back().get(), 0);
+    ASSERT_TRUE(writeUntilStalled(clients.back().get(), 300ms, Clock::now() + 20s));
+  }
+  ASSERT_TRUE(settlesAt("evgate_backpressure_flows_at_limit", bp_, kFlows));
+  // Without a budget the bytes are counted all the same (what to set it from).
+  EXPECT_TRUE(settles(
+      "evgate_buffer_budget_used_bytes", {},
+      [](double v) { return v >= static_cast<double>(kFlows * 512 * kKiB - 64 * kKiB); },
+      "about 1.5 MiB"));
+  EXPECT_EQ(scrape().value("evgate_buffer_budget_bytes", {}), 0.0);
+
+  Config lowered = config;
+  lowered.maxBufferedBytes = kMiB;
+  reload(lowered);
+  {
+    UniqueFd refused = connectTo(bound("bp"));
+    ASSERT_GE(refused.get(), 0);
+    EXPECT_TRUE(closedByPeer(waitClosed(refused.get())));
+  }
+  const Labels byBudget{{"listener", "bp"}, {"reason", "buffer_budget"}};
+  EXPECT_TRUE(settlesAt("evgate_listener_connections_rejected_total", byBudget, 1));
+  EXPECT_EQ(backend.accepted(), kFlows) << "a refused client never reaches the upstream";
+
+  for (size_t i = 0; i < kFlows; ++i) backend.release(i);
+  EXPECT_TRUE(settlesAt("evgate_buffer_budget_used_bytes", {}, 0));
+  UniqueFd accepted = connectTo(bound("bp"));
+  ASSERT_TRUE(sendAll(accepted.get(), "x"));
+  EXPECT_TRUE(eventually([&] { return backend.accepted() == kFlows + 1; }));
+  EXPECT_TRUE(settlesAt("evgate_listener_connections_rejected_total", byBudget, 1));
 }
 
 // The other direction: a client that does not read while its echo comes back. Reading from the

@@ -173,12 +173,13 @@ describe('the configuration file', () => {
     assert.equal(cfg.state_file, '/var/lib/evgate/state.yaml');
     assert.equal(cfg.config_watch, true);
     assert.equal(cfg.drain_timeout, '30s');
+    assert.equal(cfg.max_buffered_bytes, 0);
     assert.equal(cfg.workers, 0);
     assert.equal(cfg.rollOnChange, undefined, 'chart-only keys stay out of evgate.yaml');
     // Only keys evgate knows (docs/configuration.md) reach the file.
     assert.equal(cfg.listener_sockets, 'auto');
     assert.equal(cfg.metrics.listener_detail, 'full');
-    const known = ['workers', 'listener_sockets', 'drain_timeout', 'state_file', 'config_watch', 'admin', 'metrics', 'log', 'access_log', 'clusters', 'listeners'];
+    const known = ['workers', 'listener_sockets', 'drain_timeout', 'max_buffered_bytes', 'state_file', 'config_watch', 'admin', 'metrics', 'log', 'access_log', 'clusters', 'listeners'];
     for (const k of Object.keys(cfg)) assert.ok(known.includes(k), `unknown top-level key ${k}`);
   });
 

@@ -141,7 +141,7 @@ values pass through; the chart owns the addresses, the credential files and the 
 What evgate cannot change in place (gateway/gateway.cc: workers, listener_sockets, admin,
 metrics, log, access_log, state_file; also config_watch), plus the credentials the chart supplies. Its checksum
 goes on the pod template, so changing any of it rolls the pods; listeners, clusters and
-drain_timeout are applied live by config_watch and are left out.
+drain_timeout and max_buffered_bytes are applied live by config_watch and are left out.
 */}}
 {{- define "evgate.restartChecksum" -}}
 {{- $cfg := include "evgate.configDict" . | fromYaml }}
