@@ -1,6 +1,7 @@
 // The real evgate daemon on 127.0.0.1, port 0: command line, --check-config, relaying, connect
-// retries, draining and the listener's allow list and connection limit. Backends (a threaded echo
-// server) and clients run inside the test process; every wait has a deadline.
+// retries, draining, and the listener's allow list, connection limit and PROXY header handling.
+// Backends (a threaded echo server) and clients run inside the test process; every wait has a
+// deadline.
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -750,6 +751,116 @@ TEST_F(EvgateTest, MaxConnectionsClosesTheClientOverTheLimit) {
   EXPECT_TRUE(admitted);
   EXPECT_TRUE(echoes(second.get(), "second still"));
   second.reset();
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+}
+
+// A client cannot pass itself off as another address: without `proxy_protocol: accept` a PROXY
+// header is payload like any other, and the flow is logged with the socket's peer.
+TEST_F(EvgateTest, WithoutProxyProtocolAProxyHeaderIsRelayedAsBytesAndSpoofsNothing) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  GatewaySetup setup;
+  setup.endpoints = {backend.address()};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+
+  const std::string header = "PROXY TCP4 1.2.3.4 127.0.0.1 4444 80\r\n";
+  uint16_t clientPort = 0;
+  {
+    const Fd client(connectTo(port_));
+    ASSERT_GE(client.get(), 0) << std::strerror(errno);
+    clientPort = localPort(client.get());
+    // The echo backend sends back exactly what reached it: the header arrived as payload.
+    EXPECT_TRUE(echoes(client.get(), header + "payload"));
+  }
+  const auto record = daemon_->waitForOutput(std::regex(R"re("client":"([^"]+)")re"), kPrompt,
+                                             Process::Stream::kStdout);
+  ASSERT_TRUE(record) << daemon_->out();
+  EXPECT_EQ((*record)[1], address(clientPort));
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+  EXPECT_EQ(daemon_->out().find("1.2.3.4"), std::string::npos) << daemon_->out();
+  EXPECT_EQ(daemon_->err().find("1.2.3.4"), std::string::npos) << daemon_->err();
+}
+
+// With `proxy_protocol: accept`, `allow` names who may connect (the proxies in front), checked
+// on the socket's peer before any byte is read: a header naming an allowed address does not
+// let a client from elsewhere in.
+TEST_F(EvgateTest, WithProxyProtocolTheAllowListChecksTheSocketPeerNotTheHeader) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  GatewaySetup setup;
+  setup.endpoints = {backend.address()};
+  setup.listenerKeys = {"proxy_protocol: accept", "allow: [ \"1.2.3.0/24\" ]"};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+
+  const Fd client(connectTo(port_));
+  ASSERT_GE(client.get(), 0) << std::strerror(errno);
+  const std::string spoofed = "PROXY TCP4 1.2.3.4 127.0.0.1 4444 80\r\nhello";
+  (void)::send(client.get(), spoofed.data(), spoofed.size(), MSG_NOSIGNAL);
+  const std::string outcome = waitClosed(client.get(), Clock::now() + kPrompt);
+  EXPECT_TRUE(closedByPeer(outcome)) << outcome;
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+  EXPECT_EQ(backend.accepted(), 0);
+}
+
+// The other half: from an allowed peer (the proxy), the header's address is the flow's client.
+TEST_F(EvgateTest, WithProxyProtocolAnAllowedProxyPassesOnTheHeadersClient) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  GatewaySetup setup;
+  setup.endpoints = {backend.address()};
+  setup.listenerKeys = {"proxy_protocol: accept", "allow: [ \"127.0.0.1\" ]"};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+  {
+    const Fd proxy(connectTo(port_));
+    ASSERT_GE(proxy.get(), 0) << std::strerror(errno);
+    const std::string header = "PROXY TCP4 10.9.8.7 127.0.0.1 4444 80\r\n";
+    ASSERT_EQ(::send(proxy.get(), header.data(), header.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(header.size()));
+    EXPECT_TRUE(echoes(proxy.get(), "after the header"));
+  }
+  const auto record = daemon_->waitForOutput(std::regex(R"re("client":"([^"]+)")re"), kPrompt,
+                                             Process::Stream::kStdout);
+  ASSERT_TRUE(record) << daemon_->out();
+  EXPECT_EQ((*record)[1], "10.9.8.7:4444");
+  ASSERT_NO_FATAL_FAILURE(stopDaemon());
+}
+
+// max_connections counts every worker's flows together: a burst from several threads at once
+// gets exactly the limit through, on two workers.
+TEST_F(EvgateTest, MaxConnectionsHoldsUnderABurstOnTwoWorkers) {
+  EchoServer backend;
+  ASSERT_TRUE(backend.ok());
+  GatewaySetup setup;
+  setup.workers = 2;
+  setup.endpoints = {backend.address()};
+  setup.listenerKeys = {"max_connections: 8"};
+  ASSERT_NO_FATAL_FAILURE(startDaemon(yamlFor(setup)));
+
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 10;
+  std::vector<std::vector<Fd>> clients(kThreads);
+  std::vector<std::thread> threads;
+  std::atomic<int> ready{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      ++ready;
+      while (ready.load() < kThreads) std::this_thread::yield();  // start together
+      for (int i = 0; i < kPerThread; ++i) clients[t].emplace_back(connectTo(port_));
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+
+  int admitted = 0;
+  for (const std::vector<Fd>& group : clients) {
+    for (const Fd& client : group) {
+      ASSERT_GE(client.get(), 0) << std::strerror(errno);
+      // A refused client is closed at once; an admitted one echoes.
+      if (echoes(client.get(), "in?", kPrompt)) ++admitted;
+    }
+  }
+  EXPECT_EQ(admitted, 8);
+  EXPECT_EQ(backend.accepted(), 8);
+  clients.clear();
   ASSERT_NO_FATAL_FAILURE(stopDaemon());
 }
 
