@@ -68,18 +68,6 @@ std::shared_ptr<grpc::Channel> channelTo(const std::string& address,
   return grpc::CreateCustomChannel(address, std::move(credentials), args);
 }
 
-std::shared_ptr<grpc::ChannelCredentials> tlsCredentials(const std::string& caFile,
-                                                         const std::string& certFile = "",
-                                                         const std::string& keyFile = "") {
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = readTextFile(caFile);
-  if (!certFile.empty()) {
-    options.pem_cert_chain = readTextFile(certFile);
-    options.pem_private_key = readTextFile(keyFile);
-  }
-  return grpc::SslCredentials(options);
-}
-
 std::unique_ptr<grpc::ClientContext> withAuthorization(
     const std::vector<std::string>& authorization,
     std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
@@ -184,7 +172,7 @@ class AdminSecurityTest : public ::testing::Test {
   }
   std::shared_ptr<grpc::Channel> tls(const std::string& certFile = "",
                                      const std::string& keyFile = "") const {
-    return channelTo(admin_->address(), tlsCredentials(certs_->caCert(), certFile, keyFile));
+    return channelTo(admin_->address(), tlsChannelCredentials(certs_->caCert(), certFile, keyFile));
   }
   std::shared_ptr<grpc::Channel> withClientCert() const {
     return tls(certs_->clientCert(), certs_->clientKey());

@@ -18,9 +18,9 @@
 namespace evgate::admin {
 namespace {
 
-using testing::readTextFile;
 using testing::TempDir;
 using testing::TestCerts;
+using testing::tlsChannelCredentials;
 using testing::writeTextFile;
 
 constexpr const char* kAdminToken = "s3cret-admin-token";
@@ -107,13 +107,7 @@ std::unique_ptr<v1::Admin::Stub> insecureStub(const TestServer& server) {
 std::unique_ptr<v1::Admin::Stub> tlsStub(const TestServer& server, const std::string& caFile,
                                          const std::string& certFile = "",
                                          const std::string& keyFile = "") {
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = readTextFile(caFile);
-  if (!certFile.empty()) {
-    options.pem_cert_chain = readTextFile(certFile);
-    options.pem_private_key = readTextFile(keyFile);
-  }
-  return stub(server.target(), grpc::SslCredentials(options));
+  return stub(server.target(), tlsChannelCredentials(caFile, certFile, keyFile));
 }
 
 // A call's outcome and, on success, the identity the server saw.

@@ -41,6 +41,18 @@ std::string readTextFile(const std::string& path) {
   return contents.str();
 }
 
+std::shared_ptr<grpc::ChannelCredentials> tlsChannelCredentials(const std::string& caFile,
+                                                                const std::string& certFile,
+                                                                const std::string& keyFile) {
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = readTextFile(caFile);
+  if (!certFile.empty()) {
+    options.pem_cert_chain = readTextFile(certFile);
+    options.pem_private_key = readTextFile(keyFile);
+  }
+  return grpc::SslCredentials(options);
+}
+
 namespace {
 
 // Extensions shared by every CA's configuration; `openssl ca` needs one configuration per CA

@@ -3,6 +3,9 @@
 // Test fixtures for the admin API's security: a temporary directory, and a set of X.509
 // certificates made with the openssl command line (EC P-256 keys, so generation is quick).
 
+#include <grpcpp/security/credentials.h>
+
+#include <memory>
 #include <string>
 
 namespace evgate::admin::testing {
@@ -27,6 +30,12 @@ class TempDir {
 bool writeTextFile(const std::string& path, const std::string& contents);
 // The contents of `path`; "" if it cannot be read.
 std::string readTextFile(const std::string& path);
+
+// Client channel credentials for TLS: trusting the CA in `caFile`, presenting the certificate
+// and key in `certFile` and `keyFile` when given (mutual TLS).
+std::shared_ptr<grpc::ChannelCredentials> tlsChannelCredentials(const std::string& caFile,
+                                                                const std::string& certFile = "",
+                                                                const std::string& keyFile = "");
 
 // Certificates and keys (PEM files) in their own temporary directory:
 //   ca          "CN=evgate-test-ca", signs the server and client certificates
