@@ -13,8 +13,6 @@
 
 namespace evgate::admin {
 
-namespace v1 = ::evgate::admin::v1;
-
 // OK if every path names a field of the resource ("idle_timeout", or a nested one like
 // "health_check.timeout") under a writable top-level field (not the name, not output-only);
 // INVALID_ARGUMENT "update_mask: \"PATH\" is not a writable listener field" otherwise.
