@@ -1,6 +1,5 @@
 #include "admin/control_plane.h"
 
-#include <google/protobuf/util/field_mask_util.h>
 #include <google/protobuf/util/time_util.h>
 #include <unistd.h>
 
@@ -12,13 +11,13 @@
 
 #include "admin/resource_convert.h"
 #include "admin/state_file.h"
+#include "admin/update_mask.h"
 #include "gateway/config/limits.h"
 #include "gateway/log.h"
 
 namespace evgate::admin {
 namespace {
 
-using google::protobuf::util::FieldMaskUtil;
 using google::protobuf::util::TimeUtil;
 
 constexpr int kDefaultPageSize = 100;
@@ -69,42 +68,6 @@ void paginate(std::vector<const T*> resources, const std::string& token, int siz
   }
   nextToken.clear();
 }
-
-// The writable fields of a resource, for an update without a mask.
-template <typename Message>
-google::protobuf::FieldMask writableFields(std::initializer_list<const char*> outputOnly) {
-  google::protobuf::FieldMask mask;
-  const google::protobuf::Descriptor* descriptor = Message::descriptor();
-  for (int i = 0; i < descriptor->field_count(); ++i) {
-    const std::string& name = descriptor->field(i)->name();
-    bool skip = name == "name";
-    for (const char* field : outputOnly) skip = skip || name == field;
-    if (!skip) mask.add_paths(name);
-  }
-  return mask;
-}
-
-// Checks an update mask: each path names a field of the resource ("idle_timeout", or a nested
-// one like "health_check.timeout") under a writable top-level field.
-template <typename Message>
-grpc::Status checkMask(const google::protobuf::FieldMask& mask,
-                       std::initializer_list<const char*> outputOnly, std::string_view what) {
-  const google::protobuf::FieldMask writable = writableFields<Message>(outputOnly);
-  for (const std::string& path : mask.paths()) {
-    const std::string top = path.substr(0, path.find('.'));
-    const bool known = FieldMaskUtil::IsValidPath<Message>(path);
-    if (!known || std::find(writable.paths().begin(), writable.paths().end(), top) ==
-                      writable.paths().end()) {
-      return invalidArgument("update_mask",
-                             "\"" + path + "\" is not a writable " + std::string(what) + " field");
-    }
-  }
-  return grpc::Status::OK;
-}
-
-constexpr std::initializer_list<const char*> kListenerOutputOnly = {
-    "bound_address", "paused", "resume_time", "active_connections", "source"};
-constexpr std::initializer_list<const char*> kClusterOutputOnly = {"source", "listeners"};
 
 }  // namespace
 
@@ -404,22 +367,14 @@ grpc::Status ControlPlane::updateListener(const v1::UpdateListenerRequest& reque
                                           v1::Listener& out) {
   const std::string& name = request.listener().name();
   if (grpc::Status status = checkName(name, "listener.name"); !status.ok()) return status;
-  if (grpc::Status status =
-          checkMask<v1::Listener>(request.update_mask(), kListenerOutputOnly, "listener");
-      !status.ok()) {
+  if (grpc::Status status = checkListenerMask(request.update_mask()); !status.ok()) {
     return status;
   }
   const gateway::ListenerConfig* current = findListener(name);
   if (current == nullptr) return notFound("listener", name);
   v1::Listener merged;
   listenerToProto(*current, merged);
-  const google::protobuf::FieldMask mask = request.update_mask().paths_size() > 0
-                                               ? request.update_mask()
-                                               : writableFields<v1::Listener>(kListenerOutputOnly);
-  FieldMaskUtil::MergeOptions options;
-  options.set_replace_message_fields(true);
-  options.set_replace_repeated_fields(true);
-  FieldMaskUtil::MergeMessageTo(request.listener(), mask, options, &merged);
+  applyListenerUpdate(request.listener(), request.update_mask(), merged);
   gateway::ListenerConfig listener;
   if (grpc::Status status = listenerFromProto(merged, listener); !status.ok()) return status;
   if (findCluster(listener.cluster) == nullptr) {
@@ -582,9 +537,7 @@ grpc::Status ControlPlane::updateCluster(const v1::UpdateClusterRequest& request
                                          v1::Cluster& out) {
   const std::string& name = request.cluster().name();
   if (grpc::Status status = checkName(name, "cluster.name"); !status.ok()) return status;
-  if (grpc::Status status =
-          checkMask<v1::Cluster>(request.update_mask(), kClusterOutputOnly, "cluster");
-      !status.ok()) {
+  if (grpc::Status status = checkClusterMask(request.update_mask()); !status.ok()) {
     return status;
   }
   return changeCluster(
@@ -592,14 +545,7 @@ grpc::Status ControlPlane::updateCluster(const v1::UpdateClusterRequest& request
       [&request](gateway::ClusterConfig& cluster) {
         v1::Cluster merged;
         clusterToProto(cluster, merged);
-        const google::protobuf::FieldMask mask =
-            request.update_mask().paths_size() > 0
-                ? request.update_mask()
-                : writableFields<v1::Cluster>(kClusterOutputOnly);
-        FieldMaskUtil::MergeOptions options;
-        options.set_replace_message_fields(true);
-        options.set_replace_repeated_fields(true);
-        FieldMaskUtil::MergeMessageTo(request.cluster(), mask, options, &merged);
+        applyClusterUpdate(request.cluster(), request.update_mask(), merged);
         return clusterFromProto(merged, cluster);
       },
       notice(v1::WATCH_EVENT_TYPE_CLUSTER_UPDATED), out);

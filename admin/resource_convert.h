@@ -20,8 +20,6 @@
 
 namespace evgate::admin {
 
-namespace v1 = ::evgate::admin::v1;
-
 grpc::Status listenerFromProto(const v1::Listener& in, gateway::ListenerConfig& out,
                                std::string_view path = "listener");
 void listenerToProto(const gateway::ListenerConfig& in, v1::Listener& out);

@@ -15,6 +15,21 @@ if(EVGATE_SANITIZE)
   add_link_options(-fsanitize=${evgate_sanitizers})
 endif()
 
+if(EVGATE_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "EVGATE_FUZZ needs clang's libFuzzer: configure with the fuzz preset")
+  endif()
+  if(EVGATE_SANITIZE)
+    message(FATAL_ERROR "EVGATE_FUZZ brings its own sanitizers: leave EVGATE_SANITIZE empty")
+  endif()
+  # Every library gets libFuzzer's coverage instrumentation and ASan+UBSan, so the fuzzer is
+  # guided by, and checks, the code under test; only the fuzz executables link libFuzzer itself
+  # (-fsanitize=fuzzer, in tests/fuzz), since it brings its own main().
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
 # Adds a GoogleTest executable built from SOURCES and registers every test in it with ctest.
 # LABEL becomes the ctest label so a subset can be run with `ctest -L REGEX`. One label only:
 # gtest_discover_tests cannot carry a list; use names like "reactor-differential" so that both

@@ -49,11 +49,15 @@ class SocketAddress {
   friend bool operator==(const SocketAddress& a, const SocketAddress& b);
 
  private:
+  // `{}` zero-initialises a union's first member only, so the largest one comes first: every
+  // byte of the storage starts at zero (with a 16-byte sockaddr first, an IPv6 scope id was
+  // left indeterminate, which clang leaves as garbage).
   union Storage {
-    sockaddr any;
-    sockaddr_in v4;
     sockaddr_in6 v6;
+    sockaddr_in v4;
+    sockaddr any;
   };
+  static_assert(sizeof(Storage) == sizeof(sockaddr_in6));
   Storage storage_{};
   socklen_t length_ = 0;
 };

@@ -36,6 +36,8 @@ other_packages=(
   unzip ca-certificates
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # the fuzz targets (tests/fuzz, the fuzz preset): clang and its libFuzzer and sanitizer runtimes
+  clang-14 libclang-rt-14-dev
   # libevent: the reference the reactor is checked against (tests and benchmarks only)
   libevent-dev
   # relay benchmark (scripts/bench-relay.sh): the proxies evgate is compared with, `ip` for the

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test through ctest.
 #
-#   scripts/test.sh                  release, then asan (ASan+UBSan), then tsan: what CI runs
-#   scripts/test.sh PRESET [ARGS]    one preset (release, debug, asan, tsan); ARGS go to ctest,
-#                                    e.g. scripts/test.sh debug -L reactor
+#   scripts/test.sh                  release, then asan (ASan+UBSan), then tsan, then fuzz (every
+#                                    fuzz target for 20 s, clang-14): what CI runs
+#   scripts/test.sh PRESET [ARGS]    one preset (release, debug, asan, tsan, fuzz); ARGS go to
+#                                    ctest, e.g. scripts/test.sh debug -L reactor
 #
 # Stops at the first preset with a failing build or test.
 set -euo pipefail
@@ -21,7 +22,7 @@ run_preset() {
 }
 
 if [ $# -eq 0 ]; then
-  for preset in release asan tsan; do
+  for preset in release asan tsan fuzz; do
     run_preset "$preset"
   done
 else

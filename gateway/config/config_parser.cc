@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <limits>
+#include <sstream>
 #include <utility>
 
 #include "gateway/config/limits.h"
@@ -112,6 +114,42 @@ struct Value {
   std::string item(size_t index) const { return path + "[" + std::to_string(index) + "]"; }
 };
 
+// yaml-cpp 0.7's LoadAll never returns on a token that cannot start a node at the top of a
+// document (a stray ',': ",", "- a\n,\n"): the parser hands out empty documents without
+// consuming the token, each one allocating, until memory runs out (jbeder/yaml-cpp#1040, fixed
+// upstream after 0.8.0; found by tests/fuzz). A document starts on the token the previous one
+// started on only when the parser is stuck, so this walks the documents, building nothing, and
+// says where it got stuck. Syntax errors it meets are thrown, as LoadAll would throw them.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  YAML::Mark start;
+};
+
+std::optional<YAML::Mark> findStuckDocument(const std::string& text) {
+  std::istringstream stream(text);
+  YAML::Parser parser(stream);
+  DocumentStarts documents;
+  std::optional<YAML::Mark> previous;
+  while (parser.HandleNextDocument(documents)) {
+    if (previous && previous->pos == documents.start.pos) return documents.start;
+    previous = documents.start;
+  }
+  return std::nullopt;
+}
+
 std::string position(const YAML::Mark& mark) {
   return std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
 }
@@ -161,6 +199,7 @@ class Parser {
   }
 
  private:
+  void parseDocuments(const std::vector<YAML::Node>& documents, Config& config);
   void parseRoot(const Value& root, Config& config);
   void parseAdmin(const Value& value, AdminConfig& admin);
   void parseAdminTls(const Value& value, AdminConfig& admin);
@@ -350,20 +389,30 @@ std::optional<T> Parser::readEnum(const Value& value, const std::array<EnumName<
   return std::nullopt;
 }
 
+void Parser::parseDocuments(const std::vector<YAML::Node>& documents, Config& config) {
+  // A second document would be silently ignored; empty ones ("---" at the end) do no harm.
+  const auto second = std::find_if(documents.begin() + (documents.empty() ? 0 : 1), documents.end(),
+                                   [](const YAML::Node& d) { return !d.IsNull(); });
+  if (second != documents.end()) {
+    error(second->Mark(), "expected one YAML document, found a second one here");
+  }
+  if (!documents.empty() && !documents[0].IsNull()) {
+    parseRoot(Value{documents[0], "", documents[0].Mark()}, config);
+  }
+}
+
 ConfigResult Parser::run(std::string_view text) {
   ConfigResult result;
   Config config;
   try {
-    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
-    // A second document would be silently ignored; empty ones ("---" at the end) do no harm.
-    const auto second =
-        std::find_if(documents.begin() + (documents.empty() ? 0 : 1), documents.end(),
-                     [](const YAML::Node& d) { return !d.IsNull(); });
-    if (second != documents.end()) {
-      error(second->Mark(), "expected one YAML document, found a second one here");
-    }
-    if (!documents.empty() && !documents[0].IsNull()) {
-      parseRoot(Value{documents[0], "", documents[0].Mark()}, config);
+    const std::string yamlText(text);
+    if (const std::optional<YAML::Mark> stuck = findStuckDocument(yamlText)) {
+      const size_t at = static_cast<size_t>(stuck->pos);
+      error(*stuck, at < yamlText.size()
+                        ? "YAML syntax error: unexpected '" + std::string(1, yamlText[at]) + "'"
+                        : std::string("YAML syntax error: unexpected token"));
+    } else {
+      parseDocuments(YAML::LoadAll(yamlText), config);
     }
   } catch (const YAML::Exception& e) {
     // A syntax error: the tree is unusable, so this is the only error reported.

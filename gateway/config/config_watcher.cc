@@ -28,8 +28,7 @@ std::string directoryOf(const std::string& path) {
 
 ConfigWatcher::ConfigWatcher(reactor::EventBase& base, std::string path, reactor::Duration settle,
                              std::function<void()> onChange)
-    : base_(base),
-      path_(std::move(path)),
+    : path_(std::move(path)),
       settle_(settle),
       onChange_(std::move(onChange)),
       readable_(base, onReadable, this),

@@ -42,7 +42,6 @@ class ConfigWatcher {
   // first cannot be watched.
   bool watchDirectories(std::string& error);
 
-  reactor::EventBase& base_;
   const std::string path_;
   const reactor::Duration settle_;
   std::function<void()> onChange_;

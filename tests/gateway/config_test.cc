@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -1071,6 +1072,27 @@ TEST(ConfigParserTest, OnlyOneDocument) {
   EXPECT_EQ(errorsOf("workers: 1\n---\nworkers: 2\n"),
             (Errors{"t.yaml:3:1: expected one YAML document, found a second one here"}));
   EXPECT_EQ(parseOk("---\nworkers: 1\n---\n").workers, 1u);  // empty documents do no harm
+}
+
+// Found by the config fuzzer (tests/fuzz): yaml-cpp 0.7's LoadAll loops forever, allocating,
+// on a stray ',' where a document should start. Run in a child that an alarm ends, so that a
+// regression fails this test in seconds rather than eating the machine's memory.
+TEST(ConfigParserTest, StrayCommaIsASyntaxErrorNotAHang) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    alarm(10);
+    const bool ok = errorsOf(",") == Errors{"t.yaml:1:1: YAML syntax error: unexpected ','"} &&
+                    errorsOf("workers: 1\n---\n,\n") ==
+                        Errors{"t.yaml:3:1: YAML syntax error: unexpected ','"} &&
+                    errorsOf("- a\n,\n").size() == 1;
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the parser did not return (signal "
+                                 << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ")";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "wrong errors for a stray ','";
 }
 
 TEST(ConfigParserTest, ValuesInMessagesAreEscaped) {

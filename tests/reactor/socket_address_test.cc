@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <new>
 #include <string>
 
 #include "tests/reactor/reactor_test_util.h"
@@ -48,6 +50,27 @@ TEST(SocketAddressTest, FormatsAndParsesBackTheSameAddress) {
     ASSERT_TRUE(again);
     EXPECT_EQ(*again, *address);
   }
+}
+
+// Found by the units fuzzer (tests/fuzz): `Storage storage_{}` zeroed only the union's first
+// member, a 16-byte sockaddr, so the rest of an IPv6 address (the scope id) held whatever was in
+// memory: under clang, "[::1]:80" parsed with a scope id and printed as "[::1%4273590927]:80".
+TEST(SocketAddressTest, DefaultConstructedIsZeroOverAWholeSockaddrIn6) {
+  alignas(SocketAddress) unsigned char raw[sizeof(SocketAddress)];
+  std::memset(raw, 0xa5, sizeof raw);
+  // Default-initialised (no parentheses), as parse() makes the address it fills.
+  auto* address = new (raw) SocketAddress;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(address->data());
+  for (size_t i = 0; i < sizeof(sockaddr_in6); ++i) EXPECT_EQ(bytes[i], 0) << "byte " << i;
+  address->~SocketAddress();
+}
+
+TEST(SocketAddressTest, ParsedIpv6HasNoScopeId) {
+  const std::optional<SocketAddress> address = SocketAddress::parse("[::1]:80");
+  ASSERT_TRUE(address);
+  EXPECT_EQ(reinterpret_cast<const sockaddr_in6*>(address->data())->sin6_scope_id, 0u);
+  EXPECT_EQ(address->toString(), "[::1]:80");
+  EXPECT_EQ(SocketAddress::parse(address->toString()), address);
 }
 
 TEST(SocketAddressTest, FormatsIpv6InCanonicalForm) {
