@@ -54,7 +54,9 @@ const char* directionName(size_t direction) {
 }
 
 const char* rejectReasonName(size_t reason) {
-  return reason == kRejectedMaxConnections ? "max_connections" : "not_allowed";
+  static constexpr const char* kNames[kRejectReasons] = {"max_connections", "not_allowed",
+                                                         "fd_limit"};
+  return reason < kRejectReasons ? kNames[reason] : "unknown";
 }
 
 const char* connectFailureName(size_t index) {

@@ -415,7 +415,8 @@ TEST_F(MetricsCollectorTest, EveryReasonAndDirectionIsPresentFromTheStartAtZero)
       << "exactly the documented close reasons (no \"none\", no accept-time refusals)";
   EXPECT_EQ(s.labelSets("evgate_listener_connections_rejected_total"),
             (std::set<Labels>{{{"listener", "web"}, {"reason", "max_connections"}},
-                              {{"listener", "web"}, {"reason", "not_allowed"}}}));
+                              {{"listener", "web"}, {"reason", "not_allowed"}},
+                              {{"listener", "web"}, {"reason", "fd_limit"}}}));
   for (const char* family : {"evgate_listener_bytes_total", "evgate_backpressure_read_pauses_total",
                              "evgate_backpressure_paused_seconds_total"}) {
     EXPECT_EQ(s.labelSets(family),
@@ -457,7 +458,7 @@ TEST_F(MetricsCollectorTest, BasicListenerDetailExportsConnectionsAndBytesOnly) 
                 "evgate_listener_max_connections", "evgate_listener_paused"}));
   size_t series = 0;
   for (const std::string& family : families) series += s.family(family)->metric.size();
-  EXPECT_EQ(series, 8u);
+  EXPECT_EQ(series, 9u);
   EXPECT_EQ(s.value("evgate_listener_connections_accepted_total", web), 1.0);
   EXPECT_EQ(s.total("evgate_listener_bytes_total", web), 10.0);
   // The other families are whole as ever.
