@@ -465,10 +465,10 @@ std::optional<Clock::duration> echoRoundTrip(uint16_t port, Clock::duration limi
 }
 
 // How many slow readers: EVGATE_SLOW_READERS if set, else 4,000 (release) or 800 (sanitizers).
-// The fd limit allows 9,000, but each stalled flow holds about 200 KiB of kernel socket buffers
-// on loopback: 9,000 of them take 1.8 GiB, past the host's tcp_mem pressure threshold (1.5 GiB
-// here), where the kernel throttles every TCP socket of the machine, other tests' included.
-// docs/reliability.md has the figures of a 9,000-flow run.
+// The fd limit allows 9,000, but each stalled flow holds about 280 KiB of kernel socket memory
+// on loopback: 9,000 of them pass the host's tcp_mem limits (pressure at 1.5 GiB, hard limit
+// 2.2 GiB here), where the kernel throttles or refuses every TCP socket of the machine, other
+// tests' included. docs/reliability.md has the figures of a 9,000-flow run.
 size_t slowReaderFlows() {
   if (const char* flows = std::getenv("EVGATE_SLOW_READERS")) return std::stoul(flows);
   return kSanitized ? 800 : 4000;
