@@ -759,12 +759,14 @@ TEST_F(FlowTest, AllEndpointsRefuseConnectFailed) {
 TEST_F(FlowTest, NoSocketForTheUpstreamIsNotTheEndpointsFailure) {
   FakeServer& up = server([](TestConn& c) { c.echo = true; });
   picker_.endpoints = {up.address()};
-  // One flow through the whole path first: the fd limit below leaves no fd for anything else
+  // One flow from accept to close first: the fd limit below leaves no fd for anything else
   // (UBSan's vptr checks, for one, need a pipe on a cache miss).
   TestConn& first = client();
   first.write("x");
   ASSERT_TRUE(runUntil([&] { return first.received == 1; }));
   ASSERT_EQ(picker_.results.size(), 1u);
+  onlyFlow()->close(CloseReason::kAdmin);
+  ASSERT_EQ(registry_.closed.size(), 1u);
 
   // The client socket exists before the limit drops; the accept takes the last fd there is.
   TestConn& starved = client();
@@ -776,12 +778,12 @@ TEST_F(FlowTest, NoSocketForTheUpstreamIsNotTheEndpointsFailure) {
   rlimit lowered = original;
   lowered.rlim_cur = static_cast<rlim_t>(lowestFree) + 1;
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
-  const bool closed = runUntil([&] { return closedCount(1); }, 5s);
+  const bool closed = runUntil([&] { return closedCount(2); }, 5s);
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &original), 0);
 
   ASSERT_TRUE(closed);
-  EXPECT_EQ(registry_.closed[0].reason, CloseReason::kConnectFailed);
-  EXPECT_FALSE(registry_.closed[0].upstream.has_value());
+  EXPECT_EQ(registry_.closed[1].reason, CloseReason::kConnectFailed);
+  EXPECT_FALSE(registry_.closed[1].upstream.has_value());
   EXPECT_EQ(picker_.results.size(), 1u) << "a failed attempt was charged to the endpoint";
   EXPECT_TRUE(runUntil([&] { return starved.eof || starved.error; }));
 }
