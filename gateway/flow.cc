@@ -254,14 +254,17 @@ void Flow::connectNext() {
     close(tried_.empty() ? CloseReason::kNoHealthyUpstream : CloseReason::kConnectFailed);
     return;
   }
-  tried_.push_back(*endpoint);
-  connectStart_ = base_.now();
   const int fd = ::socket(endpoint->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    // No socket (fd limit): nothing will be reported; count it as an attempt.
-    connectFailed(stats::ConnectResult::kError);
+    // No socket (the fd limit, or no kernel memory): this host's shortage, not the endpoint's.
+    // Reported to the picker as a failed attempt, it would feed outlier detection, and a burst
+    // of clients at the fd limit would eject every healthy endpoint: the cluster would refuse
+    // flows for up to max_ejection after fds came back. Another endpoint would fail the same.
+    close(CloseReason::kConnectFailed);
     return;
   }
+  tried_.push_back(*endpoint);
+  connectStart_ = base_.now();
   if (const reactor::SocketAddress* source = picker_.nextSource(endpoint->family())) {
     // No port at bind(): connect() picks one with the whole 4-tuple, so ports in TIME_WAIT
     // towards other endpoints do not count, and each source address has its own port range.

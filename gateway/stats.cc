@@ -55,8 +55,8 @@ const char* directionName(size_t direction) {
 
 const char* rejectReasonName(size_t reason) {
   static constexpr const char* kNames[kRejectReasons] = {"max_connections", "not_allowed",
-                                                         "buffer_budget"};
-  return reason < kRejectReasons ? kNames[reason] : "not_allowed";
+                                                         "fd_limit", "buffer_budget"};
+  return reason < kRejectReasons ? kNames[reason] : "unknown";
 }
 
 const char* connectFailureName(size_t index) {

@@ -124,9 +124,12 @@ inline constexpr size_t kCloseReasons = static_cast<size_t>(CloseReason::kProxyP
 // Why a connection was closed at accept.
 inline constexpr size_t kRejectedMaxConnections = 0;
 inline constexpr size_t kRejectedNotAllowed = 1;
-inline constexpr size_t kRejectedBufferBudget = 2;  // max_buffered_bytes reached
-inline constexpr size_t kRejectReasons = 3;
-// "max_connections", "not_allowed", "buffer_budget".
+// Out of fds (EMFILE/ENFILE): the listener closed the connection at once with its reserve fd,
+// or, not even that fd being free, paused accepting (reactor/listener.h).
+inline constexpr size_t kRejectedFdLimit = 2;
+inline constexpr size_t kRejectedBufferBudget = 3;  // max_buffered_bytes reached
+inline constexpr size_t kRejectReasons = 4;
+// "max_connections", "not_allowed", "fd_limit", "buffer_budget".
 const char* rejectReasonName(size_t reason);
 
 // One worker's counts for one listener.

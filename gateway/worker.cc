@@ -150,6 +150,7 @@ std::unique_ptr<Worker::Accepting> Worker::adopt(const Socket& socket) {
     return nullptr;
   }
   accepting->listener->setLabel("listener " + socket.config->name);
+  accepting->listener->setErrorCallback(onAcceptError, accepting.get());
   return accepting;
 }
 
@@ -250,6 +251,17 @@ void Worker::onAccept(reactor::Listener&, int fd, const sockaddr* peer, socklen_
                       void* arg) {
   auto* accepting = static_cast<Accepting*>(arg);
   accepting->worker->accept(*accepting, fd, reactor::SocketAddress::fromSockaddr(peer, peerLen));
+}
+
+void Worker::onAcceptError(reactor::Listener&, int error, void* arg) {
+  // One call per connection the listener closed for want of an fd (or per pause when not even
+  // its reserve fd was free): what an operator needs to see to raise the fd limit. No log line:
+  // a flood would turn it into one line per connection.
+  if (error != EMFILE && error != ENFILE) return;
+  auto* accepting = static_cast<Accepting*>(arg);
+  if (stats::ListenerCounters* counters = accepting->group->settings.counters) {
+    counters->rejected[stats::kRejectedFdLimit].add(1);
+  }
 }
 
 void Worker::accept(Accepting& accepting, int fd, const reactor::SocketAddress& peer) {

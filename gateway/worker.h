@@ -266,6 +266,8 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   std::shared_ptr<WorkerCluster> makePicker(std::shared_ptr<ClusterState> cluster) const;
   static void onAccept(reactor::Listener& listener, int fd, const sockaddr* peer, socklen_t peerLen,
                        void* arg);
+  // An accept error: out of fds, it is counted (the rest the reactor listener handles alone).
+  static void onAcceptError(reactor::Listener& listener, int error, void* arg);
   void accept(Accepting& accepting, int fd, const reactor::SocketAddress& peer);
   void onFlowClosed(Flow& flow) override;
   void onIteration(TimePoint polled, TimePoint finished) override;

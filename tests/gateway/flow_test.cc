@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -750,6 +751,41 @@ TEST_F(FlowTest, AllEndpointsRefuseConnectFailed) {
   EXPECT_EQ(picker_.results.size(), 2u);
   EXPECT_TRUE(picker_.ended.empty());
   EXPECT_TRUE(runUntil([&] { return cl.eof || cl.error; }));
+}
+
+// Out of fds, the flow cannot make its upstream socket: that is this host's shortage, so the
+// flow ends (connect_failed) without a failed attempt charged to the endpoint, which outlier
+// detection would count towards ejecting a healthy endpoint.
+TEST_F(FlowTest, NoSocketForTheUpstreamIsNotTheEndpointsFailure) {
+  FakeServer& up = server([](TestConn& c) { c.echo = true; });
+  picker_.endpoints = {up.address()};
+  // One flow from accept to close first: the fd limit below leaves no fd for anything else
+  // (UBSan's vptr checks, for one, need a pipe on a cache miss).
+  TestConn& first = client();
+  first.write("x");
+  ASSERT_TRUE(runUntil([&] { return first.received == 1; }));
+  ASSERT_EQ(picker_.results.size(), 1u);
+  onlyFlow()->close(CloseReason::kAdmin);
+  ASSERT_EQ(registry_.closed.size(), 1u);
+
+  // The client socket exists before the limit drops; the accept takes the last fd there is.
+  TestConn& starved = client();
+  rlimit original{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &original), 0);
+  const int lowestFree = ::dup(0);
+  ASSERT_GE(lowestFree, 0);
+  ::close(lowestFree);
+  rlimit lowered = original;
+  lowered.rlim_cur = static_cast<rlim_t>(lowestFree) + 1;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  const bool closed = runUntil([&] { return closedCount(2); }, 5s);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &original), 0);
+
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(registry_.closed[1].reason, CloseReason::kConnectFailed);
+  EXPECT_FALSE(registry_.closed[1].upstream.has_value());
+  EXPECT_EQ(picker_.results.size(), 1u) << "a failed attempt was charged to the endpoint";
+  EXPECT_TRUE(runUntil([&] { return starved.eof || starved.error; }));
 }
 
 TEST_F(FlowTest, AttemptsAreBoundedByMaxConnectAttempts) {

@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <functional>
@@ -417,6 +418,7 @@ TEST_F(MetricsCollectorTest, EveryReasonAndDirectionIsPresentFromTheStartAtZero)
   EXPECT_EQ(s.labelSets("evgate_listener_connections_rejected_total"),
             (std::set<Labels>{{{"listener", "web"}, {"reason", "max_connections"}},
                               {{"listener", "web"}, {"reason", "not_allowed"}},
+                              {{"listener", "web"}, {"reason", "fd_limit"}},
                               {{"listener", "web"}, {"reason", "buffer_budget"}}}));
   for (const char* family : {"evgate_listener_bytes_total", "evgate_backpressure_read_pauses_total",
                              "evgate_backpressure_paused_seconds_total"}) {
@@ -459,7 +461,7 @@ TEST_F(MetricsCollectorTest, BasicListenerDetailExportsConnectionsAndBytesOnly) 
                 "evgate_listener_max_connections", "evgate_listener_paused"}));
   size_t series = 0;
   for (const std::string& family : families) series += s.family(family)->metric.size();
-  EXPECT_EQ(series, 9u);
+  EXPECT_EQ(series, 10u);
   EXPECT_EQ(s.value("evgate_listener_connections_accepted_total", web), 1.0);
   EXPECT_EQ(s.total("evgate_listener_bytes_total", web), 10.0);
   // The other families are whole as ever.
@@ -1222,6 +1224,9 @@ TEST_F(MemoryBudgetTest, OneFlowHoldsNoMoreThanTheBudgetWhateverItsBufferLimit) 
   EXPECT_LE(held, static_cast<double>(kMiB + 5 * 64 * kKiB)) << "the budget caps it";
   const double used = s.value("evgate_buffer_budget_used_bytes", {}).value_or(-1);
   EXPECT_NEAR(used, held, static_cast<double>(BufferBudget::kPublishStep));
+  // The figure docs/reliability.md quotes.
+  std::printf("[ figure   ] one stalled flow, buffer_limit 8 MiB, budget 1 MiB: holds %.0f B\n",
+              held);
 }
 
 // Flows that hold more than a budget lowered by a reload: new connections are refused (counted

@@ -180,6 +180,7 @@ TEST(StatsNamesTest, LabelValuesAreTheDocumentedOnes) {
   EXPECT_STREQ(directionName(1), "upstream_to_client");
   EXPECT_STREQ(rejectReasonName(kRejectedMaxConnections), "max_connections");
   EXPECT_STREQ(rejectReasonName(kRejectedNotAllowed), "not_allowed");
+  EXPECT_STREQ(rejectReasonName(kRejectedFdLimit), "fd_limit");
   EXPECT_STREQ(rejectReasonName(kRejectedBufferBudget), "buffer_budget");
   // Failure index = ConnectResult - 1.
   EXPECT_STREQ(connectFailureName(static_cast<size_t>(ConnectResult::kRefused) - 1), "refused");

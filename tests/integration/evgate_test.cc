@@ -28,12 +28,16 @@
 #include <utility>
 #include <vector>
 
+#include "tests/integration/access_log.h"
 #include "tests/integration/net_util.h"
+#include "tests/integration/proc_stat.h"
 #include "tests/integration/process.h"
 
 namespace {
 
 using namespace std::chrono_literals;
+using evgate::test::AccessRecord;
+using evgate::test::accessRecords;
 using evgate::test::address;
 using evgate::test::Clock;
 using evgate::test::closedByPeer;
@@ -48,44 +52,12 @@ using evgate::test::loopback;
 using evgate::test::Process;
 using evgate::test::randomBytes;
 using evgate::test::refusedPort;
+using evgate::test::residentBytes;
 using evgate::test::waitClosed;
 
 // Generous bounds for things that normally take milliseconds (a sanitizer build is slower).
 constexpr auto kStartLimit = 10s;
 constexpr auto kPrompt = 2s;
-
-// ---------------------------------------------------------------------------------------------
-// The access log: one JSON line per flow on the daemon's stdout.
-
-struct AccessRecord {
-  std::string upstream;  // "null" when no connect succeeded
-  uint64_t bytesIn = 0;
-  uint64_t bytesOut = 0;
-  std::string reason;
-};
-
-std::vector<AccessRecord> accessRecords(const std::string& out) {
-  static const std::regex kLine(
-      R"re(^\{"id":\d+,.*"upstream":(null|"[^"]*"),"bytes_in":(\d+),"bytes_out":(\d+),"reason":"([a-z_]+)"\}$)re");
-  std::vector<AccessRecord> records;
-  size_t start = 0;
-  while (start < out.size()) {
-    size_t end = out.find('\n', start);
-    if (end == std::string::npos) end = out.size();
-    const std::string line = out.substr(start, end - start);
-    start = end + 1;
-    std::smatch match;
-    if (!std::regex_match(line, match, kLine)) {
-      ADD_FAILURE() << "not an access log line: " << line;
-      continue;
-    }
-    std::string upstream = match[1].str();
-    if (upstream != "null") upstream = upstream.substr(1, upstream.size() - 2);
-    records.push_back(AccessRecord{upstream, std::stoull(match[2].str()),
-                                   std::stoull(match[3].str()), match[4].str()});
-  }
-  return records;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The daemon's configuration: one cluster "backends" and one listener "web" on 127.0.0.1:0.
@@ -632,15 +604,6 @@ class FloodServer {
   std::atomic<size_t> sent_{0};
   std::thread thread_;
 };
-
-// VmRSS of `pid` in bytes, or 0.
-size_t residentBytes(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-  }
-  return 0;
-}
 
 TEST_F(EvgateTest, AClientThatDoesNotReadHoldsTheGatewaysMemoryBounded) {
   constexpr size_t kTotal = size_t{48} << 20;  // the kernel buffers about 10 MiB of it
