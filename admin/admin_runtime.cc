@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -55,6 +56,15 @@ std::optional<std::string> AdminRuntime::start() {
     if (auto stateError = loadStateFile(config_.stateFile, desired)) {
       return *stateError + " (fix or remove it to start from the configuration file alone)";
     }
+    // A kill during a write leaves its temporary file; without this they would pile up, one
+    // per crash. A failure here costs only disk space, so it is reported and startup goes on.
+    const StaleTemporaries stale = removeStaleTemporaries(config_.stateFile);
+    if (stale.removed > 0) {
+      gateway::logWarn("removed " + std::to_string(stale.removed) +
+                       " temporary file(s) left by an interrupted write of the state file " +
+                       config_.stateFile);
+    }
+    if (stale.error) gateway::logWarn(*stale.error);
   }
   gateway::Config effective = desired.effective();
   if (const grpc::Status status = checkReferences(effective); !status.ok()) {

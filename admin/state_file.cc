@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <vector>
 
 namespace evgate::admin {
@@ -84,11 +86,32 @@ std::optional<FileError> readWholeFile(const std::string& path, std::string& out
   }
 }
 
-std::optional<std::string> writeFileDurably(const std::string& path, std::string_view contents) {
+namespace {
+
+// `path` split into its directory ("." for a bare name) and its last component.
+struct PathParts {
+  std::string dir;
+  std::string base;
+};
+
+PathParts splitPath(const std::string& path) {
   const size_t slash = path.rfind('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (slash == std::string::npos) return {".", path};
+  return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
+}
+
+// The name writeFileDurably's temporary files start with; mkostemp adds six characters.
+std::string temporaryPrefix(const std::string& base) { return "." + base + ".tmp-"; }
+constexpr size_t kTemporarySuffixLength = 6;
+
+}  // namespace
+
+std::optional<std::string> writeFileDurably(const std::string& path, std::string_view contents) {
+  // Named references, not a structured binding: the lambdas below capture them.
+  const PathParts parts = splitPath(path);
+  const std::string& dir = parts.dir;
+  const std::string& base = parts.base;
+  const bool bare = path.find('/') == std::string::npos;
   // Each caller saves errno before building the step's text: allocation may clobber it.
   const auto fail = [&](const std::string& step, int code) {
     return "cannot write " + path + ": " + step + ": " + errnoText(code);
@@ -97,7 +120,8 @@ std::optional<std::string> writeFileDurably(const std::string& path, std::string
 
   // Same directory as the target: rename() is only atomic within one file system. The leading
   // dot keeps the half-written file out of casual `ls` and globs like *.yaml.
-  std::string temp = (slash == std::string::npos ? "" : dir + "/") + "." + base + ".tmp-XXXXXX";
+  std::string temp =
+      (bare ? "" : dir + "/") + temporaryPrefix(base) + std::string(kTemporarySuffixLength, 'X');
   // mkostemp creates the file with mode 0600: the state may name internal addresses.
   const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
   if (fd < 0) {
@@ -133,6 +157,37 @@ std::optional<std::string> writeFileDurably(const std::string& path, std::string
     return fail("fsync directory " + dir + " (the new contents are in place)", code);
   }
   return std::nullopt;
+}
+
+StaleTemporaries removeStaleTemporaries(const std::string& path) {
+  const PathParts parts = splitPath(path);
+  const std::string& dir = parts.dir;
+  const std::string& base = parts.base;
+  const std::string prefix = temporaryPrefix(base);
+  StaleTemporaries result;
+  std::error_code error;
+  std::filesystem::directory_iterator it(dir, error);
+  for (; !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() != prefix.size() + kTemporarySuffixLength || name.rfind(prefix, 0) != 0) {
+      continue;
+    }
+    // Only regular files: a directory or socket of that name is not ours.
+    std::error_code typeError;
+    if (!it->is_regular_file(typeError)) continue;
+    if (::unlink(it->path().c_str()) != 0) {
+      const int code = errno;
+      if (code == ENOENT) continue;  // gone meanwhile
+      result.error = "cannot remove " + it->path().string() + ": " + errnoText(code);
+      return result;
+    }
+    ++result.removed;
+  }
+  if (error) {
+    result.error =
+        "cannot list " + dir + " for temporary files of " + base + ": " + error.message();
+  }
+  return result;
 }
 
 }  // namespace evgate::admin

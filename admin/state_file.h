@@ -40,4 +40,17 @@ std::optional<FileError> readWholeFile(const std::string& path, std::string& out
 // symlink at `path` is replaced, not followed.
 std::optional<std::string> writeFileDurably(const std::string& path, std::string_view contents);
 
+// What removeStaleTemporaries() did: how many files it removed, and an error naming the first
+// file it could not remove or the directory it could not list.
+struct StaleTemporaries {
+  size_t removed = 0;
+  std::optional<std::string> error;
+};
+
+// Removes the temporary files writeFileDurably(path, ...) leaves behind when the process dies
+// between creating one and renaming it (kill -9, power loss): `.BASE.tmp-XXXXXX` next to `path`.
+// Nothing else is touched. Call it at startup, before any write to `path`: a write in progress
+// in this or another process would lose its temporary file and fail at the rename.
+StaleTemporaries removeStaleTemporaries(const std::string& path);
+
 }  // namespace evgate::admin

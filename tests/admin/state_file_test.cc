@@ -175,5 +175,45 @@ TEST(StateFileTest, ReadRefusesAFileLargerThanTheLimit) {
   EXPECT_TRUE(readWholeFile("/dev/zero", out, 1000));
 }
 
+TEST(StateFileTest, StaleTemporariesOfAnInterruptedWriteAreRemovedAndNothingElse) {
+  const TempDir dir;
+  const std::string path = dir.file("state.yaml");
+  ASSERT_TRUE(writeTextFile(path, "current"));
+  // What kill -9 between mkostemp() and rename() leaves: two crashes, two files.
+  ASSERT_TRUE(writeTextFile(dir.file(".state.yaml.tmp-a1B2c3"), "half"));
+  ASSERT_TRUE(writeTextFile(dir.file(".state.yaml.tmp-ZZZZZZ"), ""));
+  // Look-alikes that are not ours stay: another file's temporaries, other suffix lengths, no
+  // leading dot, a directory of the right name.
+  const std::vector<std::string> others = {".other.yaml.tmp-abcdef", ".state.yaml.tmp-abcde",
+                                           ".state.yaml.tmp-abcdefg", "state.yaml.tmp-abcdef",
+                                           ".state.yaml.tmp-dir123"};
+  for (size_t i = 0; i + 1 < others.size(); ++i) {
+    ASSERT_TRUE(writeTextFile(dir.file(others[i]), "x"));
+  }
+  std::filesystem::create_directory(dir.file(others.back()));
+
+  const StaleTemporaries first = removeStaleTemporaries(path);
+  EXPECT_EQ(first.removed, 2u);
+  EXPECT_EQ(first.error, std::nullopt);
+  std::vector<std::string> expected = others;
+  expected.push_back("state.yaml");
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(entries(dir.path()), expected);
+  EXPECT_EQ(readTextFile(path), "current");
+
+  const StaleTemporaries again = removeStaleTemporaries(path);
+  EXPECT_EQ(again.removed, 0u);
+  EXPECT_EQ(again.error, std::nullopt);
+}
+
+TEST(StateFileTest, StaleTemporariesInAMissingDirectoryIsAnError) {
+  const TempDir dir;
+  const StaleTemporaries result = removeStaleTemporaries(dir.file("gone/state.yaml"));
+  EXPECT_EQ(result.removed, 0u);
+  ASSERT_TRUE(result.error);
+  EXPECT_NE(result.error->find("cannot list " + dir.file("gone")), std::string::npos)
+      << *result.error;
+}
+
 }  // namespace
 }  // namespace evgate::admin
