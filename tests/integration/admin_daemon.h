@@ -42,6 +42,12 @@ class AdminDaemon {
   ::evgate::admin::v1::Admin::Stub& stub() { return *stub_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   Process& process() { return process_; }
+  // Drops this client's channel. The daemon's graceful stop waits (up to its grace period) for
+  // connected admin clients to go away, so stopAdminDaemon() hangs up first.
+  void disconnect() {
+    stub_.reset();
+    channel_.reset();
+  }
 
  private:
   Process process_;
@@ -50,8 +56,9 @@ class AdminDaemon {
   std::unique_ptr<::evgate::admin::v1::Admin::Stub> stub_;
 };
 
-// SIGTERM, then waits up to 10 s for the exit.
+// Hangs up, sends SIGTERM, then waits up to 10 s for the exit.
 inline Process::Exit stopAdminDaemon(AdminDaemon& daemon) {
+  daemon.disconnect();
   daemon.process().signal(SIGTERM);
   const auto exit = daemon.process().wait(std::chrono::seconds(10));
   if (!exit.has_value()) return Process::Exit{-1};

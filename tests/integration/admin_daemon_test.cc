@@ -1,7 +1,8 @@
 // The admin API of the real evgate daemon on 127.0.0.1: listeners created over gRPC relay, health
 // and reflection answer, the Drain RPC, restarts that bring API changes back from the state
-// file (also after kill -9 in the middle of changes), SIGHUP next to API changes, a scheduled
-// event on the real clock, and the refusal of an exposed admin address without credentials.
+// file (also after kill -9 at random points of a churn of changes), SIGHUP next to API changes, a
+// scheduled event on the real clock, and the refusal of an exposed admin address without
+// credentials.
 
 #include "tests/integration/admin_daemon.h"
 
@@ -10,9 +11,14 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
 #include <regex>
 #include <set>
 #include <string>
@@ -23,6 +29,7 @@
 #include "tests/integration/grpc_probe.h"
 #include "tests/integration/net_util.h"
 #include "tests/integration/process.h"
+#include "tests/integration/sanitized.h"
 
 namespace evgate::test {
 namespace {
@@ -254,66 +261,257 @@ TEST(AdminDaemonTest, ARestartBringsBackEveryApiChangeFromTheStateFile) {
   EXPECT_EQ(second.accepted(), 0);
 }
 
-// The n-th change of the churn below: create l<n>, except every third change deletes the
-// listener created two changes earlier.
-void applyChange(std::set<std::string>& names, int n) {
-  if (n % 3 == 2) {
-    names.erase("l" + std::to_string(n - 2));
-  } else {
-    names.insert("l" + std::to_string(n));
+// What the admin API's changes build, as a daemon lists it: listeners with their connection
+// limit, clusters with their endpoints.
+struct ApiState {
+  std::map<std::string, uint32_t> listeners;
+  std::map<std::string, std::set<std::string>> clusters;
+
+  bool operator==(const ApiState&) const = default;
+};
+
+std::ostream& operator<<(std::ostream& out, const ApiState& state) {
+  out << "listeners {";
+  for (const auto& [name, limit] : state.listeners) out << ' ' << name << '/' << limit;
+  out << " } clusters {";
+  for (const auto& [name, endpoints] : state.clusters) {
+    out << ' ' << name << '[' << endpoints.size() << ']';
   }
+  return out << " }";
 }
 
-TEST(AdminDaemonTest, KillNineDuringChangesLeavesAStateFileEqualToAPrefixOfTheAcknowledged) {
+ApiState listedState(v1::Admin::Stub& stub) {
+  ApiState state;
+  v1::ListListenersRequest listeners;
+  listeners.set_page_size(1000);
+  v1::ListListenersResponse listed;
+  EXPECT_TRUE(stub.ListListeners(callContext().get(), listeners, &listed).ok());
+  for (const v1::Listener& listener : listed.listeners()) {
+    state.listeners[listener.name()] = listener.max_connections();
+  }
+  v1::ListClustersRequest clusters;
+  clusters.set_page_size(1000);
+  v1::ListClustersResponse clustersListed;
+  EXPECT_TRUE(stub.ListClusters(callContext().get(), clusters, &clustersListed).ok());
+  for (const v1::Cluster& cluster : clustersListed.clusters()) {
+    auto& endpoints = state.clusters[cluster.name()];
+    for (const v1::Endpoint& endpoint : cluster.endpoints()) endpoints.insert(endpoint.address());
+  }
+  return state;
+}
+
+// The churn below as a list of changes: every resource kind the state file keeps, created,
+// updated and deleted. Change n belongs to cycle n / 6, whose cluster c<k> and listener l<k>
+// (k = 6 * cycle) live on after an even cycle and are deleted in an odd one.
+struct Change {
+  int n;
+
+  int cycle() const { return n / 6; }
+  int step() const { return n % 6; }
+  std::string cluster() const { return "c" + std::to_string(6 * cycle()); }
+  std::string listener() const { return "l" + std::to_string(6 * cycle()); }
+  std::string extraEndpoint() const { return "127.0.0.1:" + std::to_string(20000 + cycle()); }
+  bool deletes() const { return cycle() % 2 == 1; }
+  // The listener's connection limit, set when it is created and by each update.
+  uint32_t limit() const { return static_cast<uint32_t>(100 * step() + n); }
+
+  void applyTo(ApiState& state, const std::string& backend) const {
+    switch (step()) {
+      case 0:
+        state.clusters[cluster()] = {backend};
+        break;
+      case 1:
+        state.listeners[listener()] = limit();
+        break;
+      case 2:
+        state.clusters[cluster()].insert(extraEndpoint());
+        break;
+      case 3:
+        state.listeners[listener()] = limit();
+        break;
+      case 4:
+        if (deletes()) {
+          state.listeners.erase(listener());
+        } else {
+          state.clusters[cluster()].erase(extraEndpoint());
+        }
+        break;
+      default:
+        if (deletes()) {
+          state.clusters.erase(cluster());
+        } else {
+          state.listeners[listener()] = limit();
+        }
+    }
+  }
+
+  grpc::Status send(v1::Admin::Stub& stub, const std::string& backend) const {
+    const auto updateLimit = [&] {
+      v1::UpdateListenerRequest request;
+      request.mutable_listener()->set_name(listener());
+      request.mutable_listener()->set_max_connections(limit());
+      request.mutable_update_mask()->add_paths("max_connections");
+      v1::Listener response;
+      return stub.UpdateListener(callContext().get(), request, &response);
+    };
+    switch (step()) {
+      case 0: {
+        v1::CreateClusterRequest request;
+        request.mutable_cluster()->set_name(cluster());
+        request.mutable_cluster()->add_endpoints()->set_address(backend);
+        v1::Cluster response;
+        return stub.CreateCluster(callContext().get(), request, &response);
+      }
+      case 1: {
+        v1::CreateListenerRequest request;
+        request.mutable_listener()->set_name(listener());
+        request.mutable_listener()->set_bind("127.0.0.1:0");
+        request.mutable_listener()->set_cluster(cluster());
+        request.mutable_listener()->set_max_connections(limit());
+        v1::Listener response;
+        return stub.CreateListener(callContext().get(), request, &response);
+      }
+      case 2: {
+        v1::AddEndpointRequest request;
+        request.set_cluster(cluster());
+        request.mutable_endpoint()->set_address(extraEndpoint());
+        v1::Cluster response;
+        return stub.AddEndpoint(callContext().get(), request, &response);
+      }
+      case 3:
+        return updateLimit();
+      case 4: {
+        if (!deletes()) {
+          v1::RemoveEndpointRequest request;
+          request.set_cluster(cluster());
+          request.set_address(extraEndpoint());
+          v1::Cluster response;
+          return stub.RemoveEndpoint(callContext().get(), request, &response);
+        }
+        v1::DeleteListenerRequest request;
+        request.set_name(listener());
+        request.mutable_drain_timeout()->set_seconds(0);
+        v1::DeleteListenerResponse response;
+        return stub.DeleteListener(callContext().get(), request, &response);
+      }
+      default: {
+        if (!deletes()) return updateLimit();
+        v1::DeleteClusterRequest request;
+        request.set_name(cluster());
+        v1::DeleteClusterResponse response;
+        return stub.DeleteCluster(callContext().get(), request, &response);
+      }
+    }
+  }
+};
+
+// How many of the state file's temporary files (".NAME.tmp-XXXXXX", admin/state_file.h) lie
+// next to it.
+int temporariesBeside(const std::string& stateFile) {
+  const std::filesystem::path path(stateFile);
+  const std::string prefix = "." + path.filename().string() + ".tmp-";
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(path.parent_path())) {
+    if (entry.path().filename().string().rfind(prefix, 0) == 0) ++count;
+  }
+  return count;
+}
+
+// Kill rounds: EVGATE_KILL_ROUNDS if set, else 32 (release) or 10 (sanitizers, where a daemon's
+// start and stop cost several times more).
+int killRounds() {
+  if (const char* rounds = std::getenv("EVGATE_KILL_ROUNDS")) return std::max(1, std::atoi(rounds));
+  return kSanitized ? 10 : 32;
+}
+
+// The seed of the kill points: EVGATE_KILL_SEED to replay a failure, else a fresh one.
+uint64_t killSeed() {
+  if (const char* seed = std::getenv("EVGATE_KILL_SEED")) return std::strtoull(seed, nullptr, 10);
+  return std::random_device{}();
+}
+
+TEST(AdminDaemonTest, KillNineAtRandomPointsLeavesAStateFileEqualToAPrefixOfTheAcknowledged) {
   EchoServer backend;
-  for (int round = 0; round < 4; ++round) {
+  const uint64_t seed = killSeed();
+  std::mt19937_64 random(seed);
+  const int rounds = killRounds();
+  int restoredInFlight = 0;
+  int staleRemoved = 0;
+  for (int round = 0; round < rounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round) + " of EVGATE_KILL_SEED=" + std::to_string(seed));
     TempDir dir;
     const std::string state = dir.file("state.yaml");
     writeFile(dir.file("evgate.yaml"), configYaml(backend, state));
+    // Each round restarts from an empty state file: the kill point is the variable. Whether a
+    // restart also carries the state over is ARestartBringsBackEveryApiChangeFromTheStateFile.
     std::atomic<int> acknowledged{0};
+    // A random point: after 1 to 48 acknowledged changes (up to eight cycles, so every kind of
+    // change is sometimes the one in flight), then 0 to 3 ms later, so the kill lands anywhere
+    // in the next change: validation, the state file's write, fsync and rename, the answer.
+    const int killAfter = std::uniform_int_distribution<int>(1, 48)(random);
+    const auto delay =
+        std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(random));
     {
       Daemon daemon(dir.file("evgate.yaml"));
       ASSERT_TRUE(daemon.ok()) << daemon.output();
       std::atomic<bool> stop{false};
+      std::atomic<bool> failed{false};
+      std::string failure;  // written before `failed` is set, read after the join
       std::thread churn([&] {
         for (int n = 0; !stop.load(); ++n) {
-          grpc::Status status;
-          if (n % 3 == 2) {
-            v1::DeleteListenerRequest request;
-            request.set_name("l" + std::to_string(n - 2));
-            request.mutable_drain_timeout()->set_seconds(0);
-            v1::DeleteListenerResponse response;
-            status = daemon.stub().DeleteListener(callContext().get(), request, &response);
-          } else {
-            status = createListener(daemon.stub(), "l" + std::to_string(n), nullptr);
+          if (const grpc::Status status = Change{n}.send(daemon.stub(), backend.address());
+              !status.ok()) {
+            failure = "change " + std::to_string(n) + ": " + status.error_message();
+            failed.store(true);
+            return;  // the daemon is gone
           }
-          if (!status.ok()) return;  // the daemon is gone
           acknowledged.store(n + 1);
         }
       });
-      // Kill at a different point each round, once some changes are acknowledged.
-      const int target = 5 + round * 7;
-      while (acknowledged.load() < target) std::this_thread::yield();
+      const auto deadline = std::chrono::steady_clock::now() + 20s;
+      while (acknowledged.load() < killAfter && !failed.load() &&
+             std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();
+      }
+      const auto killAt = std::chrono::steady_clock::now() + delay;
+      while (std::chrono::steady_clock::now() < killAt) std::this_thread::yield();
       daemon.process().signal(SIGKILL);
       ASSERT_TRUE(daemon.process().wait(10s).has_value());
       stop.store(true);
       churn.join();
+      ASSERT_GE(acknowledged.load(), killAfter)
+          << "a change failed before the kill: " << failure << "\n"
+          << daemon.output();
     }
+    const int leftovers = temporariesBeside(state);
     Daemon restarted(dir.file("evgate.yaml"));
     ASSERT_TRUE(restarted.ok()) << restarted.output();
-    const std::set<std::string> names = listenerNames(restarted.stub());
+    const ApiState restored = listedState(restarted.stub());
     // Every acknowledged change, and perhaps the one in flight when the kill came (written but
-    // not yet answered).
-    std::set<std::string> expected;
+    // not yet answered); nothing else, nothing half applied.
     const int acked = acknowledged.load();
-    for (int n = 0; n < acked; ++n) applyChange(expected, n);
-    std::set<std::string> withInFlight = expected;
-    applyChange(withInFlight, acked);
-    EXPECT_TRUE(names == expected || names == withInFlight)
-        << "round " << round << ": " << acked << " acknowledged, " << names.size()
-        << " listeners restored";
+    ApiState expected;
+    expected.clusters["backends"] = {backend.address()};
+    for (int n = 0; n < acked; ++n) Change{n}.applyTo(expected, backend.address());
+    ApiState withInFlight = expected;
+    Change{acked}.applyTo(withInFlight, backend.address());
+    EXPECT_TRUE(restored == expected || restored == withInFlight)
+        << acked << " acknowledged\n restored " << restored << "\n expected " << expected
+        << "\n or       " << withInFlight;
+    if (restored == withInFlight && !(restored == expected)) ++restoredInFlight;
+    // The temporary file of a write the kill cut short is gone after the restart.
+    staleRemoved += leftovers;
+    EXPECT_EQ(temporariesBeside(state), 0);
+    if (leftovers > 0) {
+      EXPECT_NE(restarted.output().find("temporary file(s) left by an interrupted write"),
+                std::string::npos)
+          << restarted.output();
+    }
     EXPECT_EQ(stopDaemon(restarted).code(), 0);
   }
+  std::cout << "[ figure   ] " << rounds << " kills (EVGATE_KILL_SEED=" << seed << "), "
+            << restoredInFlight << " restored the change in flight, " << staleRemoved
+            << " temporary file(s) of a cut-off write removed at restart\n";
 }
 
 TEST(AdminDaemonTest, SighupReloadsTheFileAndKeepsApiChangesOverIt) {
