@@ -37,7 +37,7 @@ class AdminDaemon {
 
   bool ok() const { return stub_ != nullptr; }
   // What it has logged so far (stderr).
-  const std::string& output() const { return process_.err(); }
+  std::string output() const { return process_.err(); }
   const std::string& adminAddress() const { return adminAddress_; }
   ::evgate::admin::v1::Admin::Stub& stub() { return *stub_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }

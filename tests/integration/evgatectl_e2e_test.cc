@@ -161,7 +161,7 @@ class Gateway {
   bool ok() const { return !address_.empty(); }
   const std::string& address() const { return address_; }
   // What it has logged so far (stderr).
-  const std::string& log() const { return process_.err(); }
+  std::string log() const { return process_.err(); }
   Process& process() { return process_; }
 
   // Reads what it logged meanwhile: its pipes are read only while the test waits on it, and the

@@ -124,13 +124,14 @@ class MetricsTest : public ::testing::Test {
     ASSERT_TRUE(metrics) << "no \"metrics listening on\" line; stderr:\n" << daemon_->err();
     metricsPort_ = static_cast<uint16_t>(std::stoi((*metrics)[1]));
     metricsPath_ = (*metrics)[2];
+    const std::string log = daemon_->err();
     for (const std::string& name : kListeners) {
       std::smatch match;
       const std::regex line("listener " + name +
                             R"((?: \(paused\))? listening on 127\.0\.0\.1:(\d+) -> cluster)");
-      ASSERT_TRUE(std::regex_search(daemon_->err(), match, line))
+      ASSERT_TRUE(std::regex_search(log, match, line))
           << "no address for listener " << name << "; stderr:\n"
-          << daemon_->err();
+          << log;
       ports_[name] = static_cast<uint16_t>(std::stoi(match[1].str()));
     }
   }

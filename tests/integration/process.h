@@ -7,10 +7,12 @@
 //   daemon.signal(SIGTERM);
 //   auto status = daemon.wait(5s);  // nullopt: still running at the deadline
 //
-// Both pipes are read whenever the test waits for anything (output or exit), so a chatty child
-// never blocks on a full pipe. The destructor SIGKILLs a child that is still running and reaps it.
+// A thread of the Process reads both pipes all the time, so a chatty child never blocks on a
+// full pipe, however long the test goes without looking (a pipe may hold as little as 4 KiB:
+// Linux shrinks new pipes to one page once a user's pipes pass fs.pipe-user-pages-soft). The
+// destructor SIGKILLs a child that is still running and reaps it.
 //
-// Thread rule: one thread at a time.
+// Thread rule: the methods from one thread at a time.
 
 #pragma once
 
@@ -18,16 +20,20 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -118,8 +124,9 @@ class Process {
       ::close(err[0]);
       return;
     }
-    fds_[0] = out[0];
-    fds_[1] = err[0];
+    stopFd_ = ::eventfd(0, EFD_CLOEXEC);
+    open_[0] = open_[1] = true;
+    reader_ = std::thread([this, outFd = out[0], errFd = err[0]] { readLoop(outFd, errFd); });
   }
 
   ~Process() {
@@ -127,9 +134,7 @@ class Process {
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
-    for (const int fd : fds_) {
-      if (fd >= 0) ::close(fd);
-    }
+    stopReader();
   }
 
   Process(const Process&) = delete;
@@ -142,12 +147,13 @@ class Process {
   // Sends `sig` to the child; false if it has been reaped already or kill fails.
   bool signal(int sig) { return pid_ > 0 && !exit_ && ::kill(pid_, sig) == 0; }
 
-  // Reads output until `pattern` matches what `stream` has produced so far, or the child closes
-  // that stream, or `limit` passes. On a match returns the whole match and its groups.
+  // Waits until `pattern` matches what `stream` has produced so far, or the child closes that
+  // stream, or `limit` passes. On a match returns the whole match and its groups.
   std::optional<std::vector<std::string>> waitForOutput(const std::regex& pattern,
                                                         Clock::duration limit,
                                                         Stream stream = Stream::kEither) {
     const auto deadline = Clock::now() + limit;
+    std::unique_lock lock(mutex_);
     for (;;) {
       for (const int i : {0, 1}) {
         if (stream == Stream::kStdout && i == 1) continue;
@@ -159,17 +165,17 @@ class Process {
           return groups;
         }
       }
-      const bool open = stream == Stream::kStdout   ? fds_[0] >= 0
-                        : stream == Stream::kStderr ? fds_[1] >= 0
-                                                    : fds_[0] >= 0 || fds_[1] >= 0;
+      const bool open = stream == Stream::kStdout   ? open_[0]
+                        : stream == Stream::kStderr ? open_[1]
+                                                    : open_[0] || open_[1];
       if (!open || Clock::now() >= deadline) return std::nullopt;
-      pump(deadline);
+      grew_.wait_until(lock, deadline);
     }
   }
 
-  // Waits up to `limit` for the child to exit, reading its output meanwhile; then reads what is
-  // left in the pipes (to EOF, or until a grandchild holding them is given up on). nullopt if the
-  // child still runs at the deadline.
+  // Waits up to `limit` for the child to exit; then for the rest of its output (to EOF, or until
+  // a grandchild holding the pipes is given up on). nullopt if the child still runs at the
+  // deadline.
   std::optional<Exit> wait(Clock::duration limit) {
     if (exit_) return exit_;
     if (pid_ <= 0) return std::nullopt;
@@ -184,62 +190,88 @@ class Process {
       if (done < 0 && errno != EINTR) return std::nullopt;
       const auto now = Clock::now();
       if (now >= deadline) return std::nullopt;
-      // The pipes reach EOF as the child exits; when they are closed already, poll the child in
-      // short steps instead.
-      const auto step = std::min<Clock::duration>(deadline - now, std::chrono::milliseconds(5));
-      if (fds_[0] >= 0 || fds_[1] >= 0) {
-        pump(now + step);
-      } else {
-        ::poll(nullptr, 0, static_cast<int>(toMillis(step)));
-      }
+      // No wait-for-exit-or-timeout call exists for a child: poll it in short steps.
+      std::this_thread::sleep_for(
+          std::min<Clock::duration>(deadline - now, std::chrono::milliseconds(2)));
     }
-    const auto drainDeadline = Clock::now() + std::chrono::seconds(1);
-    while ((fds_[0] >= 0 || fds_[1] >= 0) && Clock::now() < drainDeadline) pump(drainDeadline);
+    std::unique_lock lock(mutex_);
+    grew_.wait_for(lock, std::chrono::seconds(1), [this] { return !open_[0] && !open_[1]; });
     return exit_;
   }
 
-  // Everything read so far.
-  const std::string& out() const { return text_[0]; }
-  const std::string& err() const { return text_[1]; }
-
- private:
-  static long toMillis(Clock::duration d) {
-    return static_cast<long>(std::chrono::ceil<std::chrono::milliseconds>(d).count());
+  // Everything read so far (a copy: the reader appends meanwhile).
+  std::string out() const {
+    std::lock_guard lock(mutex_);
+    return text_[0];
+  }
+  std::string err() const {
+    std::lock_guard lock(mutex_);
+    return text_[1];
   }
 
-  // Waits until `deadline` for output on either open pipe and reads what is there.
-  void pump(Clock::time_point deadline) {
-    pollfd p[2];
-    int count = 0;
-    int which[2];
-    for (const int i : {0, 1}) {
-      if (fds_[i] < 0) continue;
-      p[count] = pollfd{fds_[i], POLLIN, 0};
-      which[count++] = i;
-    }
-    if (count == 0) return;
-    const auto left = std::max<Clock::duration>(deadline - Clock::now(), Clock::duration::zero());
-    const int ready = ::poll(p, static_cast<nfds_t>(count), static_cast<int>(toMillis(left)));
-    if (ready <= 0) return;
-    for (int k = 0; k < count; ++k) {
-      if ((p[k].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
-      const int i = which[k];
-      char buf[65536];
-      const ssize_t n = ::read(fds_[i], buf, sizeof buf);
-      if (n > 0) {
-        text_[i].append(buf, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        ::close(fds_[i]);
-        fds_[i] = -1;
+ private:
+  // The reader thread: appends whatever either pipe brings until both reach EOF or stopFd_ is
+  // signalled, then closes them.
+  void readLoop(int outFd, int errFd) {
+    int fds[2] = {outFd, errFd};
+    char buf[65536];
+    while (fds[0] >= 0 || fds[1] >= 0) {
+      pollfd p[3];
+      int which[3];
+      nfds_t count = 0;
+      for (const int i : {0, 1}) {
+        if (fds[i] < 0) continue;
+        p[count] = pollfd{fds[i], POLLIN, 0};
+        which[count++] = i;
+      }
+      p[count] = pollfd{stopFd_, POLLIN, 0};
+      which[count++] = -1;
+      if (::poll(p, count, -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if ((p[count - 1].revents & POLLIN) != 0) break;
+      for (nfds_t k = 0; k + 1 < count; ++k) {
+        if ((p[k].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+        const int i = which[k];
+        const ssize_t n = ::read(fds[i], buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        std::lock_guard lock(mutex_);
+        if (n > 0) {
+          text_[i].append(buf, static_cast<size_t>(n));
+        } else {
+          ::close(fds[i]);
+          fds[i] = -1;
+          open_[i] = false;
+        }
+        grew_.notify_all();
       }
     }
+    std::lock_guard lock(mutex_);
+    for (const int i : {0, 1}) {
+      if (fds[i] >= 0) ::close(fds[i]);
+      open_[i] = false;
+    }
+    grew_.notify_all();
+  }
+
+  void stopReader() {
+    if (!reader_.joinable()) return;
+    const uint64_t one = 1;
+    if (::write(stopFd_, &one, sizeof one) < 0) std::perror("eventfd write");
+    reader_.join();
+    ::close(stopFd_);
   }
 
   pid_t pid_ = -1;
   std::string error_;
-  int fds_[2] = {-1, -1};  // stdout, stderr (read ends)
-  std::string text_[2];
   std::optional<Exit> exit_;
+  int stopFd_ = -1;  // wakes the reader to stop
+  std::thread reader_;
+  mutable std::mutex mutex_;  // guards text_ and open_
+  std::condition_variable grew_;
+  std::string text_[2];            // stdout, stderr
+  bool open_[2] = {false, false};  // the reader still reads it
 };
 
 }  // namespace evgate::test

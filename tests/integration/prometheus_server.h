@@ -258,7 +258,7 @@ class PrometheusServer {
   const std::string& error() const { return error_; }
   uint16_t port() const { return port_; }
   // Everything Prometheus logged so far (it logs to stderr).
-  const std::string& log() const { return process_->err(); }
+  std::string log() const { return process_->err(); }
 
   // An instant query at the current time.
   PromQueryResult query(const std::string& expr) const {
