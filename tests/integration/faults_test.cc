@@ -47,116 +47,20 @@
 #include "tests/integration/http_get.h"
 #include "tests/integration/net_util.h"
 #include "tests/integration/payload.h"
+#include "tests/integration/payload_flow.h"
 #include "tests/integration/proc_stat.h"
 #include "tests/integration/process.h"
+#include "tests/integration/relay_daemon.h"
+#include "tests/integration/sanitized.h"
 
 namespace evgate::test {
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
-
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kMiB = 1024 * kKiB;
 constexpr uint64_t kGiB = 1024 * kMiB;
-constexpr auto kStartLimit = 10s;
 
-// ---------------------------------------------------------------------------------------------
-// The daemon: one cluster and one listener per route, named alike.
-
-struct Route {
-  std::string name;
-  std::string endpoint;
-  std::vector<std::string> listenerKeys;  // more "key: value" lines for the listener
-};
-
-std::string yamlFor(const std::vector<Route>& routes, bool accessLog, int workers) {
-  std::string yaml = "workers: " + std::to_string(workers) + "\ndrain_timeout: 5s\n" +
-                     "log: { format: text, level: info }\n" +
-                     "access_log: { mode: " + (accessLog ? "stdout" : "off") + " }\n" +
-                     "admin: { address: 127.0.0.1:0 }\nmetrics: { address: 127.0.0.1:0 }\n" +
-                     "clusters:\n";
-  for (const Route& route : routes) {
-    yaml += "  - name: " + route.name + "\n    endpoints: [ \"" + route.endpoint + "\" ]\n";
-  }
-  yaml += "listeners:\n";
-  for (const Route& route : routes) {
-    yaml +=
-        "  - name: " + route.name + "\n    bind: 127.0.0.1:0\n    cluster: " + route.name + "\n";
-    for (const std::string& key : route.listenerKeys) yaml += "    " + key + "\n";
-  }
-  return yaml;
-}
-
-class Daemon {
- public:
-  // With the access log on, it goes to the daemon's stdout, which is read only while the test
-  // waits on the process: keep it off for tests with more flows than a pipe holds lines.
-  Daemon(const std::vector<Route>& routes, bool accessLog, int workers = 2) {
-    path_ = dir_.file("evgate.yaml");
-    writeFile(path_, yamlFor(routes, accessLog, workers));
-    process_ =
-        std::make_unique<Process>(std::vector<std::string>{EVGATE_BINARY, "--config", path_});
-    if (!process_->started()) return;
-    for (const Route& route : routes) {
-      const auto bound = process_->waitForOutput(
-          std::regex("listener " + route.name + R"( listening on 127\.0\.0\.1:(\d+))"), kStartLimit,
-          Process::Stream::kStderr);
-      if (!bound) return;
-      ports_[route.name] = static_cast<uint16_t>(std::stoi((*bound)[1]));
-    }
-    const auto metrics =
-        process_->waitForOutput(std::regex(R"(metrics listening on 127\.0\.0\.1:(\d+)(/\S*))"),
-                                kStartLimit, Process::Stream::kStderr);
-    if (!metrics) return;
-    metricsPort_ = static_cast<uint16_t>(std::stoi((*metrics)[1]));
-    metricsPath_ = (*metrics)[2];
-  }
-
-  bool ok() const { return metricsPort_ != 0; }
-  std::string describe() const { return "stderr so far:\n" + process_->err(); }
-  uint16_t port(const std::string& listener) const { return ports_.at(listener); }
-  Process& process() { return *process_; }
-  pid_t pid() const { return process_->pid(); }
-
-  // A sample of the daemon's /metrics: the value of `family` with exactly `labels`, NaN if the
-  // scrape failed or has no such series.
-  double metric(const std::string& family, const std::map<std::string, std::string>& labels) {
-    const HttpResponse page = httpGet(metricsPort_, metricsPath_);
-    if (!page.ok() || page.status != 200) return std::nan("");
-    const Exposition exposition = parseExposition(page.body);
-    const MetricFamily* found = exposition.find(family);
-    if (found == nullptr) return std::nan("");
-    for (const ExpositionSample& sample : found->samples) {
-      if (sample.name == family && sample.labels == labels) return sample.value;
-    }
-    return std::nan("");
-  }
-
-  // SIGTERM and the exit (the access log is complete then).
-  bool stop() {
-    if (!process_->signal(SIGTERM)) return false;
-    const auto exit = process_->wait(10s);
-    return exit && exit->code() == 0;
-  }
-
- private:
-  TempDir dir_{"evgate-faults"};
-  std::string path_;
-  std::unique_ptr<Process> process_;
-  std::map<std::string, uint16_t> ports_;
-  uint16_t metricsPort_ = 0;
-  std::string metricsPath_;
-};
+using Daemon = RelayDaemon;
 
 // Prints a measured figure where a reader of the test log (and docs/reliability.md) finds it.
 void report(const std::string& figure) {
@@ -171,117 +75,6 @@ void raiseOwnFdLimit() {
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
   limit.rlim_cur = limit.rlim_max;
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &limit), 0);
-}
-
-// ---------------------------------------------------------------------------------------------
-// A client flow that streams a payload (payload.h) and checks the echo as it comes, never
-// holding either: a GiB costs no memory.
-
-struct FlowOutcome {
-  std::string end;  // how reading ended: "eof", "reset", "timeout", "mismatch", or an error
-  uint64_t sent = 0;
-  uint64_t received = 0;   // bytes that came back, all matching the stream
-  uint64_t sentAtEnd = 0;  // bytes sent when reading ended
-  std::string sendError;   // empty if every byte was sent
-  std::string mismatch;    // the checker's verdict: empty when every byte received matched
-  uint16_t localPort = 0;
-};
-
-// Sends `size` bytes of the stream of `seed` to 127.0.0.1:port, then shuts the write half, while
-// reading the echo to EOF (or a reset, or `deadline`). Stops sending if the connection fails;
-// goes on sending after an early EOF (an upstream that half-closed still reads). With
-// `holdAt` < size, sending pauses after that many bytes until reading has ended. `progress`, if
-// set, follows the bytes received.
-FlowOutcome streamPayload(uint16_t port, uint64_t seed, uint64_t size, Clock::time_point deadline,
-                          std::atomic<uint64_t>* progress = nullptr, uint64_t holdAt = UINT64_MAX) {
-  FlowOutcome outcome;
-  const Fd fd(connectTo(port));
-  if (fd.get() < 0) {
-    outcome.end = std::string("connect: ") + std::strerror(errno);
-    return outcome;
-  }
-  outcome.localPort = localPort(fd.get());
-  PayloadSource source(seed);
-  PayloadChecker checker(seed);
-  std::string out(65536, '\0');
-  std::string in(65536, '\0');
-  size_t pendingStart = 0;
-  size_t pendingEnd = 0;
-  bool writeDone = size == 0;
-  bool readDone = false;
-  bool shut = false;
-  while (!(readDone && writeDone)) {
-    if (writeDone && outcome.sendError.empty() && !shut) {
-      ::shutdown(fd.get(), SHUT_WR);
-      shut = true;
-    }
-    if (Clock::now() >= deadline) {
-      outcome.end = "timeout";
-      break;
-    }
-    const bool holding = outcome.sent >= holdAt && !readDone;
-    const bool writing = !writeDone && !holding;
-    pollfd p{fd.get(), static_cast<short>((readDone ? 0 : POLLIN) | (writing ? POLLOUT : 0)), 0};
-    const int ready = ::poll(&p, 1, millisLeft(deadline));
-    if (ready <= 0) continue;
-    if (writing && (p.revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
-      if (pendingStart == pendingEnd) {
-        // Chunks end at holdAt, so that sending stops exactly there.
-        const uint64_t until = source.offset() < holdAt ? std::min(holdAt, size) : size;
-        const size_t n =
-            static_cast<size_t>(std::min<uint64_t>(out.size(), until - source.offset()));
-        source.fill(out.data(), n);
-        pendingStart = 0;
-        pendingEnd = n;
-      }
-      const ssize_t n = ::send(fd.get(), out.data() + pendingStart, pendingEnd - pendingStart,
-                               MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n > 0) {
-        pendingStart += static_cast<size_t>(n);
-        outcome.sent += static_cast<uint64_t>(n);
-        writeDone = outcome.sent == size;
-      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        outcome.sendError = std::strerror(errno);
-        writeDone = true;
-      }
-    }
-    if (!readDone && (p.revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
-      const ssize_t n = ::recv(fd.get(), in.data(), in.size(), MSG_DONTWAIT);
-      if (n > 0) {
-        if (!checker.feed(in.data(), static_cast<size_t>(n))) {
-          outcome.mismatch = checker.error();
-          outcome.end = "mismatch";
-          break;
-        }
-        outcome.received += static_cast<uint64_t>(n);
-        if (progress != nullptr) progress->store(outcome.received);
-      } else if (n == 0) {
-        outcome.end = "eof";
-        outcome.sentAtEnd = outcome.sent;
-        readDone = true;
-      } else if (errno == ECONNRESET) {
-        outcome.end = "reset";
-        readDone = true;
-      } else if (errno != EAGAIN && errno != EINTR) {
-        outcome.end = std::string("recv: ") + std::strerror(errno);
-        readDone = true;
-      }
-    }
-  }
-  return outcome;
-}
-
-// A reset shows on whichever call comes first: a read (ECONNRESET), or a send, after which the
-// read sees only the end of the stream.
-bool wasReset(const FlowOutcome& o) {
-  return o.end == "reset" || o.sendError == std::strerror(ECONNRESET);
-}
-
-std::string describe(const FlowOutcome& o) {
-  return "end " + o.end + " after sending " + std::to_string(o.sentAtEnd) + ", sent " +
-         std::to_string(o.sent) + ", received " + std::to_string(o.received) +
-         (o.sendError.empty() ? "" : ", send: " + o.sendError) +
-         (o.mismatch.empty() ? "" : ", mismatch: " + o.mismatch);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -59,6 +60,25 @@ inline std::vector<int> openFds(pid_t pid) {
   }
   std::sort(fds.begin(), fds.end());
   return fds;
+}
+
+// How many fds `pid` holds of each kind: "socket", "pipe", "anon_inode:[eventfd]", or for a file
+// its path ("/dev/null").
+inline std::map<std::string, size_t> openFdKinds(pid_t pid) {
+  std::map<std::string, size_t> kinds;
+  std::error_code error;
+  for (const auto& entry :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error)) {
+    std::error_code linkError;
+    std::string target = std::filesystem::read_symlink(entry.path(), linkError).string();
+    if (linkError) continue;  // closed meanwhile
+    // "socket:[123]", "pipe:[456]": the inode tells one from another, not the kind.
+    if (const size_t colon = target.find(":["); colon != std::string::npos) {
+      target.resize(colon);
+    }
+    ++kinds[target];
+  }
+  return kinds;
 }
 
 }  // namespace evgate::test
