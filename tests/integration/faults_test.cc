@@ -12,8 +12,8 @@
 //                                        recovery, evgate_listener_connections_rejected_total
 //
 // Sizes depend on the build: sanitizers make every byte and every connection several times
-// dearer, so those builds move less and open fewer flows (kSanitized below); the release build
-// runs the full sizes the issue asks for.
+// dearer, so those builds move less and open fewer flows (kSanitized, figures.h); the release
+// build runs the full sizes the issue asks for.
 
 #include <gtest/gtest.h>
 #include <netinet/tcp.h>
@@ -29,7 +29,6 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -41,10 +40,10 @@
 #include <vector>
 
 #include "tests/integration/access_log.h"
-#include "tests/integration/exposition.h"
 #include "tests/integration/fault_upstream.h"
+#include "tests/integration/figures.h"
 #include "tests/integration/flood_upstream.h"
-#include "tests/integration/http_get.h"
+#include "tests/integration/metric_scrape.h"
 #include "tests/integration/net_util.h"
 #include "tests/integration/payload.h"
 #include "tests/integration/proc_stat.h"
@@ -52,18 +51,6 @@
 
 namespace evgate::test {
 namespace {
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
 
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kMiB = 1024 * kKiB;
@@ -131,15 +118,7 @@ class Daemon {
   // A sample of the daemon's /metrics: the value of `family` with exactly `labels`, NaN if the
   // scrape failed or has no such series.
   double metric(const std::string& family, const std::map<std::string, std::string>& labels) {
-    const HttpResponse page = httpGet(metricsPort_, metricsPath_);
-    if (!page.ok() || page.status != 200) return std::nan("");
-    const Exposition exposition = parseExposition(page.body);
-    const MetricFamily* found = exposition.find(family);
-    if (found == nullptr) return std::nan("");
-    for (const ExpositionSample& sample : found->samples) {
-      if (sample.name == family && sample.labels == labels) return sample.value;
-    }
-    return std::nan("");
+    return scrapeMetric(metricsPort_, metricsPath_, family, labels);
   }
 
   // SIGTERM and the exit (the access log is complete then).
@@ -157,12 +136,6 @@ class Daemon {
   uint16_t metricsPort_ = 0;
   std::string metricsPath_;
 };
-
-// Prints a measured figure where a reader of the test log (and docs/reliability.md) finds it.
-void report(const std::string& figure) {
-  std::printf("[ figure   ] %s\n", figure.c_str());
-  std::fflush(stdout);
-}
 
 // The test process may hold as many fds as the hard limit allows (the slow-reader attack holds
 // two per flow here too: the client and the upstream's end).
