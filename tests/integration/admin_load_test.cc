@@ -411,6 +411,8 @@ TEST(AdminLoadTest, HundredsOfCallsAndWatchersWhileTrafficFlowsAndAStalledWatche
   const size_t kConnections = 8;                 // admin connections the calls spread over
   // The readers, one that reads flow events too, and the one that never reads.
   const size_t kMaxWatchers = kReaders + 2;
+  // Threads making short flows (each one after the other) for the flow events.
+  const size_t kChurners = 4;
   // Reads in one burst on one more connection, as one tool firing its calls at once would.
   const size_t kBurst = kSanitized ? 100 : 400;
 
@@ -526,24 +528,28 @@ TEST(AdminLoadTest, HundredsOfCallsAndWatchersWhileTrafficFlowsAndAStalledWatche
   std::atomic<bool> churning{true};
   std::atomic<uint64_t> churned{0};
   std::atomic<bool> churnFailed{false};
-  std::string churnWhy;  // written before churnFailed
-  std::thread churn([&] {
-    while (churning.load()) {
-      const Fd client(connectTo(churnPort));
-      if (client.get() < 0) {
-        churnWhy = std::string("connect: ") + std::strerror(errno);
-        churnFailed = true;
-        return;
+  std::string churnWhy;  // by the thread that set churnFailed first
+  const auto churnFailure = [&](const std::string& why) {
+    if (!churnFailed.exchange(true)) churnWhy = why;
+  };
+  std::vector<std::thread> churn;
+  for (size_t i = 0; i < kChurners; ++i) {
+    churn.emplace_back([&] {
+      while (churning.load()) {
+        const Fd client(connectTo(churnPort));
+        if (client.get() < 0) {
+          churnFailure(std::string("connect: ") + std::strerror(errno));
+          return;
+        }
+        const Exchange answer = exchange(client.get(), "c", Clock::now() + 5s, /*toEof=*/false);
+        if (answer.end != "complete") {
+          churnFailure("echo: " + answer.end);
+          return;
+        }
+        churned.fetch_add(1);
       }
-      const Exchange answer = exchange(client.get(), "c", Clock::now() + 5s, /*toEof=*/false);
-      if (answer.end != "complete") {
-        churnWhy = "echo: " + answer.end;
-        churnFailed = true;
-        return;
-      }
-      churned.fetch_add(1);
-    }
-  });
+    });
+  }
   std::atomic<bool> cutOffSeen{false};
   std::vector<Answer> answers;
   size_t mostInFlight = 0;
@@ -652,7 +658,7 @@ TEST(AdminLoadTest, HundredsOfCallsAndWatchersWhileTrafficFlowsAndAStalledWatche
   const auto cutOffAfter = Clock::now() - loadStart;
   cutOffSeen = true;
   churning = false;
-  churn.join();
+  for (std::thread& thread : churn) thread.join();
   // The waves end; daemon output is read meanwhile.
   std::atomic<bool> loadDone{false};
   std::thread joiner([&] {
