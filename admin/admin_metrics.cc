@@ -93,6 +93,10 @@ std::vector<prometheus::MetricFamily> AdminMetrics::Collect() const {
   gaugeFamily("evgate_admin_watchers", "Watch streams open now.")
       .add({}, static_cast<double>(hub_.watcherCount()))
       .moveTo(out);
+  counterFamily("evgate_admin_watchers_cut_off_total",
+                "Watch streams cut off because they fell behind (their queue overflowed).")
+      .add({}, static_cast<double>(hub_.cutOffCount()))
+      .moveTo(out);
   gaugeFamily("evgate_admin_scheduled_events", "Scheduled events waiting to fire.")
       .add({}, static_cast<double>(scheduledEvents_.load(kRelaxed)))
       .moveTo(out);

@@ -81,10 +81,13 @@ std::unique_ptr<AdminServer> AdminServer::start(const gateway::AdminConfig& conf
   const int maxMessage = static_cast<int>(config.maxMessageSize);
   builder.SetMaxReceiveMessageSize(maxMessage);
   builder.SetMaxSendMessageSize(maxMessage);
-  // Each Watch stream holds a thread; the rest serve unary calls. Beyond this, calls fail with
-  // RESOURCE_EXHAUSTED instead of piling up threads.
+  // The sync server holds a thread per Watch stream while it is open, and one per other call
+  // while it runs (most wait for the control loop, which runs them one at a time). A call that
+  // finds no thread left is not queued: gRPC answers it RESOURCE_EXHAUSTED "Server Threadpool
+  // Exhausted", a little before the limit (grpc/grpc#32680). So the limit is a ceiling against a
+  // flood, well above what tools do: every watcher, and kMaxCallsInFlight other calls at once.
   grpc::ResourceQuota quota("evgate-admin");
-  quota.SetMaxThreads(static_cast<int>(config.maxWatchers) + 32);
+  quota.SetMaxThreads(static_cast<int>(config.maxWatchers) + AdminServer::kMaxCallsInFlight);
   builder.SetResourceQuota(quota);
   if (metrics != nullptr) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;

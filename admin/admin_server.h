@@ -23,6 +23,10 @@ namespace evgate::admin {
 // Thread rule: the owner's thread; setServing() from any thread.
 class AdminServer {
  public:
+  // Calls other than Watch streams that may run at once on the admin address (each holds a
+  // thread while it runs); one more is answered RESOURCE_EXHAUSTED. Hundreds at once are served.
+  static constexpr int kMaxCallsInFlight = 1024;
+
   // Binds `config.address` and starts serving `service`. On failure returns nullptr and sets
   // `error` (naming the address and the system's reason when the bind fails).
   // `metrics`, if set, counts every answered Admin call (it must outlive the server).

@@ -24,6 +24,7 @@ struct WatchHub::Core {
   std::vector<Watcher*> watchers;
   uint64_t sequence = 0;
   bool closed = false;
+  uint64_t cutOff = 0;  // watchers that overflowed
 
   // Written under `mutex`, read without it by wantsFlowEvents() on the data path.
   std::atomic<size_t> flowWatchers{0};
@@ -208,6 +209,7 @@ uint64_t WatchHub::publish(v1::WatchEvent event) {
           watcher->overflowed_ = true;
           std::deque<v1::WatchEvent>().swap(watcher->queue_);
           core_->stopCountingFlows(*watcher);
+          ++core_->cutOff;
           overflowed.push_back(watcher->onOverflow_);
         }
       }
@@ -243,6 +245,11 @@ void WatchHub::closeAll() {
 size_t WatchHub::watcherCount() const {
   const std::lock_guard lock(core_->mutex);
   return core_->watchers.size();
+}
+
+uint64_t WatchHub::cutOffCount() const {
+  const std::lock_guard lock(core_->mutex);
+  return core_->cutOff;
 }
 
 }  // namespace evgate::admin

@@ -118,6 +118,9 @@ class WatchHub {
   // Watchers subscribed now (overflowed ones count until unsubscribed). Safe from any thread.
   size_t watcherCount() const;
 
+  // Watchers cut off because they fell behind, since the hub was made. Safe from any thread.
+  uint64_t cutOffCount() const;
+
  private:
   std::shared_ptr<Core> core_;
 };

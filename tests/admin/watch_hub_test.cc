@@ -245,6 +245,7 @@ TEST(WatchHubTest, OverflowCutsTheWatcherOffAndCallsBackOnce) {
   v1::WatchEvent out;
   for (int i = 0; i < 3; ++i) hub.publish(event(v1::WATCH_EVENT_TYPE_CLUSTER_UPDATED));
   EXPECT_EQ(slowCalls, 0);  // exactly full is not overflowed
+  EXPECT_EQ(hub.cutOffCount(), 0u);
   EXPECT_EQ(drain(*fast), (std::vector<uint64_t>{1, 2, 3}));
 
   // The slow watcher never reads: the publisher goes on regardless.
@@ -257,6 +258,10 @@ TEST(WatchHubTest, OverflowCutsTheWatcherOffAndCallsBackOnce) {
   // The fast one overflowed too (3 at a time), and only once.
   EXPECT_EQ(fastCalls, 1);
   EXPECT_EQ(fast->next(out, milliseconds(0)), Next::kOverflowed);
+  // Each cut-off counted once, and the count stays when they leave.
+  EXPECT_EQ(hub.cutOffCount(), 2u);
+  slow->unsubscribe();
+  EXPECT_EQ(hub.cutOffCount(), 2u);
 }
 
 TEST(WatchHubTest, OverflowCallbackRunsOutsideTheHubLock) {

@@ -29,7 +29,7 @@
 #include "tests/integration/grpc_probe.h"
 #include "tests/integration/net_util.h"
 #include "tests/integration/process.h"
-#include "tests/integration/sanitized.h"
+#include "tests/integration/figures.h"
 
 namespace evgate::test {
 namespace {

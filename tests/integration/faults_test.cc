@@ -12,8 +12,8 @@
 //                                        recovery, evgate_listener_connections_rejected_total
 //
 // Sizes depend on the build: sanitizers make every byte and every connection several times
-// dearer, so those builds move less and open fewer flows (kSanitized below); the release build
-// runs the full sizes the issue asks for.
+// dearer, so those builds move less and open fewer flows (kSanitized, figures.h); the release
+// build runs the full sizes the issue asks for.
 
 #include <gtest/gtest.h>
 #include <netinet/tcp.h>
@@ -29,7 +29,6 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -41,17 +40,16 @@
 #include <vector>
 
 #include "tests/integration/access_log.h"
-#include "tests/integration/exposition.h"
 #include "tests/integration/fault_upstream.h"
+#include "tests/integration/figures.h"
 #include "tests/integration/flood_upstream.h"
-#include "tests/integration/http_get.h"
+#include "tests/integration/metric_scrape.h"
 #include "tests/integration/net_util.h"
 #include "tests/integration/payload.h"
 #include "tests/integration/payload_flow.h"
 #include "tests/integration/proc_stat.h"
 #include "tests/integration/process.h"
 #include "tests/integration/relay_daemon.h"
-#include "tests/integration/sanitized.h"
 
 namespace evgate::test {
 namespace {
@@ -61,12 +59,6 @@ constexpr uint64_t kMiB = 1024 * kKiB;
 constexpr uint64_t kGiB = 1024 * kMiB;
 
 using Daemon = RelayDaemon;
-
-// Prints a measured figure where a reader of the test log (and docs/reliability.md) finds it.
-void report(const std::string& figure) {
-  std::printf("[ figure   ] %s\n", figure.c_str());
-  std::fflush(stdout);
-}
 
 // The test process may hold as many fds as the hard limit allows (the slow-reader attack holds
 // two per flow here too: the client and the upstream's end).

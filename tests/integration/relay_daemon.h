@@ -18,7 +18,6 @@
 #include <signal.h>
 
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -27,8 +26,7 @@
 #include <vector>
 
 #include "evgate/admin/v1/admin.grpc.pb.h"
-#include "tests/integration/exposition.h"
-#include "tests/integration/http_get.h"
+#include "tests/integration/metric_scrape.h"
 #include "tests/integration/net_util.h"
 #include "tests/integration/process.h"
 
@@ -106,15 +104,7 @@ class RelayDaemon {
   // A sample of the daemon's /metrics: the value of `family` with exactly `labels`, NaN if the
   // scrape failed or has no such series.
   double metric(const std::string& family, const std::map<std::string, std::string>& labels) {
-    const HttpResponse page = httpGet(metricsPort_, metricsPath_);
-    if (!page.ok() || page.status != 200) return std::nan("");
-    const Exposition exposition = parseExposition(page.body);
-    const MetricFamily* found = exposition.find(family);
-    if (found == nullptr) return std::nan("");
-    for (const ExpositionSample& sample : found->samples) {
-      if (sample.name == family && sample.labels == labels) return sample.value;
-    }
-    return std::nan("");
+    return scrapeMetric(metricsPort_, metricsPath_, family, labels);
   }
 
   // SIGTERM and the exit (the access log is complete then). The admin client hangs up first:

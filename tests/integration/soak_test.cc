@@ -47,7 +47,7 @@
 #include "tests/integration/payload_flow.h"
 #include "tests/integration/proc_stat.h"
 #include "tests/integration/relay_daemon.h"
-#include "tests/integration/sanitized.h"
+#include "tests/integration/figures.h"
 
 namespace evgate::test {
 namespace {
