@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -260,7 +261,8 @@ inline std::optional<size_t> writeUntilStalled(int fd, std::chrono::milliseconds
 }
 
 // A backend: a threaded echo server on 127.0.0.1:0. Each connection echoes until the peer's EOF,
-// then sends its own FIN. stop() (or the destructor) ends everything.
+// then sends its own FIN and closes. stop() (or the destructor) ends everything. A connection's
+// fd and thread go as soon as it ends, so a long test may open any number of connections.
 
 class EchoServer {
  public:
@@ -284,13 +286,25 @@ class EchoServer {
     if (acceptor_.joinable()) acceptor_.join();
     ::close(fd_);
     fd_ = -1;
-    std::lock_guard lock(mutex_);
-    for (const int fd : connections_) ::shutdown(fd, SHUT_RDWR);
-    for (std::thread& thread : threads_) thread.join();
-    for (const int fd : connections_) ::close(fd);
+    std::list<Connection> ending;
+    {
+      std::lock_guard lock(mutex_);
+      // Only open fds: an ended connection closed its own, and the number may be reused.
+      for (const Connection& c : connections_) {
+        if (!c.ended) ::shutdown(c.fd, SHUT_RDWR);
+      }
+      ending.swap(connections_);
+    }
+    for (Connection& c : ending) c.thread.join();
   }
 
  private:
+  struct Connection {
+    int fd = -1;
+    bool ended = false;  // its fd is closed; guarded by mutex_
+    std::thread thread;
+  };
+
   void acceptLoop() {
     for (;;) {
       const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -300,27 +314,40 @@ class EchoServer {
       }
       accepted_.fetch_add(1);
       std::lock_guard lock(mutex_);
-      connections_.push_back(fd);
-      threads_.emplace_back([fd] { serve(fd); });
+      // Reap the connections that ended (their threads are returning or gone).
+      for (auto it = connections_.begin(); it != connections_.end();) {
+        if (!it->ended) {
+          ++it;
+          continue;
+        }
+        it->thread.join();
+        it = connections_.erase(it);
+      }
+      Connection& c = connections_.emplace_back();
+      c.fd = fd;
+      c.thread = std::thread([this, &c] { serve(c); });
     }
   }
 
-  // The fd is closed by stop(), never here: its number must not be reused while stop() may
-  // still shut it down.
-  static void serve(int fd) {
+  void serve(Connection& c) {
     std::string buf(65536, '\0');
+    bool clean = true;
     for (;;) {
-      const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+      const ssize_t n = ::recv(c.fd, buf.data(), buf.size(), 0);
       if (n <= 0) break;
       size_t sent = 0;
-      while (sent < static_cast<size_t>(n)) {
+      while (clean && sent < static_cast<size_t>(n)) {
         const ssize_t m =
-            ::send(fd, buf.data() + sent, static_cast<size_t>(n) - sent, MSG_NOSIGNAL);
-        if (m <= 0) return;
-        sent += static_cast<size_t>(m);
+            ::send(c.fd, buf.data() + sent, static_cast<size_t>(n) - sent, MSG_NOSIGNAL);
+        if (m <= 0) clean = false;
+        if (m > 0) sent += static_cast<size_t>(m);
       }
+      if (!clean) break;
     }
-    ::shutdown(fd, SHUT_WR);
+    if (clean) ::shutdown(c.fd, SHUT_WR);
+    std::lock_guard lock(mutex_);
+    ::close(c.fd);
+    c.ended = true;
   }
 
   int fd_ = -1;
@@ -328,8 +355,7 @@ class EchoServer {
   std::atomic<int> accepted_{0};
   std::thread acceptor_;
   std::mutex mutex_;
-  std::vector<int> connections_;
-  std::vector<std::thread> threads_;
+  std::list<Connection> connections_;  // std::list: a thread holds its element by reference
 };
 
 // A backend that accepts and does not read until told to: a flow to it is held back by
