@@ -206,7 +206,7 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   // matching flows, oldest first.
   struct FlowAge {
     TimePoint start;
-    uint64_t id;
+    uint64_t id = 0;
   };
   std::future<std::vector<FlowAge>> oldestFlows(FlowFilter filter, size_t max) const;
   // Closes the flows with these ids that are still open; the result is how many it closed.
@@ -260,7 +260,7 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   std::shared_ptr<const FlowGroup> makeGroup(std::shared_ptr<ListenerState> listener,
                                              std::shared_ptr<const ListenerConfig> config,
                                              std::shared_ptr<WorkerCluster> picker);
-  void update(const Update& update);
+  void update(const Update& change);
   // Stops accepting on `accepting` and lets go of its socket (loop thread).
   static void closeListener(Accepting& accepting);
   std::shared_ptr<WorkerCluster> makePicker(std::shared_ptr<ClusterState> cluster) const;
