@@ -14,6 +14,7 @@
 #include "admin/update_mask.h"
 #include "gateway/config/limits.h"
 #include "gateway/log.h"
+#include "reactor/fatal.h"
 
 namespace evgate::admin {
 namespace {
@@ -137,7 +138,7 @@ grpc::Status ControlPlane::checkBinds(const std::vector<gateway::ListenerConfig>
     if (fd < 0) {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                           "listener " + listener.name + ": cannot listen on " +
-                              listener.bind.toString() + ": " + std::strerror(errno));
+                              listener.bind.toString() + ": " + reactor::errnoText(errno));
     }
     ::close(fd);
   }
