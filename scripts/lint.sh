@@ -36,7 +36,9 @@ else
 fi
 echo "== clang-tidy-14 (${files[*]})"
 run-clang-tidy-14 -clang-tidy-binary clang-tidy-14 -p "$build" -j "$jobs" -quiet "${files[@]}"
-[ $# -gt 0 ] && exit 0
+if [ $# -gt 0 ]; then
+  exit 0
+fi
 
 # cppcheck: every project file in compile_commands.json (build/ excluded). The generated protobuf
 # headers need protobuf's port macros to parse (port_def.inc, forced in) and the byte order it
