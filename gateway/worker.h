@@ -238,7 +238,7 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   };
   // A listener on this worker: the reactor listener and the group new flows join.
   struct Accepting {
-    Worker* worker;
+    Worker* worker = nullptr;
     std::shared_ptr<const FlowGroup> group;
     // The socket outlives the reactor listener on it (declared first, destroyed last).
     std::shared_ptr<ListeningSocket> socket;
