@@ -520,13 +520,13 @@ grpc::Status ControlPlane::listClusters(const v1::ListClustersRequest& request,
 
 grpc::Status ControlPlane::changeCluster(
     const std::string& name, bool validateOnly,
-    const std::function<grpc::Status(gateway::ClusterConfig&)>& edit, v1::WatchEvent event,
+    const std::function<grpc::Status(gateway::ClusterConfig&)>& edit, v1::WatchEvent notice,
     v1::Cluster& out) {
   const gateway::ClusterConfig* current = findCluster(name);
   if (current == nullptr) return notFound("cluster", name);
   gateway::ClusterConfig cluster = *current;
   if (grpc::Status status = edit(cluster); !status.ok()) return status;
-  Change change{state_, {std::move(event)}};
+  Change change{state_, {std::move(notice)}};
   change.edited.putCluster(cluster);
   change.notices[0].set_cluster(name);
   if (grpc::Status status = commit(change, validateOnly); !status.ok()) return status;
