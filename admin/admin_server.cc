@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "reactor/fatal.h"
 #include "reactor/socket_address.h"
 
 namespace evgate::admin {
@@ -30,7 +31,7 @@ std::string bindError(const std::string& key, const std::string& address) {
     const int on = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     if (::bind(fd, parsed->data(), parsed->length()) != 0 || ::listen(fd, 1) != 0) {
-      reason = std::strerror(errno);
+      reason = reactor::errnoText(errno);
     }
     ::close(fd);
   }

@@ -37,14 +37,14 @@ grpc::Status AdminService::read(grpc::ServerContext* context,
 }
 
 grpc::Status AdminService::mutate(grpc::ServerContext* context, std::string_view method,
-                                  std::string what, bool validateOnly,
+                                  std::string_view target, bool validateOnly,
                                   const std::function<grpc::Status()>& body) {
   Caller caller;
   grpc::Status status = auth_.authenticate(*context, caller);
   if (status.ok()) status = Authenticator::authorize(caller, true);
   if (status.ok()) status = control_.call(body);
   logAudit(caller, validateOnly ? std::string(method) + "(validate_only)" : std::string(method),
-           what, status);
+           target, status);
   return status;
 }
 
@@ -204,7 +204,7 @@ grpc::Status AdminService::CloseFlows(grpc::ServerContext* context,
       const double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started + kCloseStep)
               .count();
-      const uint64_t allowed = static_cast<uint64_t>(elapsed * rate);
+      const auto allowed = static_cast<uint64_t>(elapsed * rate);
       const size_t budget = request->validate_only() || allowed <= closedTotal
                                 ? 0
                                 : static_cast<size_t>(allowed - closedTotal);
@@ -278,8 +278,8 @@ grpc::Status AdminService::Watch(grpc::ServerContext* context, const v1::WatchRe
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                         "too many watchers; raise admin.max_watchers or close one");
   }
-  const grpc::Status fellBehind(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                "the watcher fell behind and was disconnected");
+  grpc::Status fellBehind(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "the watcher fell behind and was disconnected");
   const auto stream = [&]() -> grpc::Status {
     v1::WatchEvent event;
     while (true) {
@@ -304,7 +304,7 @@ grpc::Status AdminService::Watch(grpc::ServerContext* context, const v1::WatchRe
       }
     }
   };
-  const grpc::Status result = stream();
+  grpc::Status result = stream();
   // After this the overflow callback, which uses this frame's flags, can no longer run.
   watcher->unsubscribe();
   return result;

@@ -86,8 +86,9 @@ class AdminService final : public v1::Admin::Service {
   // A call that only reads: authenticated, any role.
   grpc::Status read(grpc::ServerContext* context, const std::function<grpc::Status()>& body);
   // A call that changes something: authenticated, admin role, audited as METHOD on TARGET.
-  grpc::Status mutate(grpc::ServerContext* context, std::string_view method, std::string target,
-                      bool validateOnly, const std::function<grpc::Status()>& body);
+  grpc::Status mutate(grpc::ServerContext* context, std::string_view method,
+                      std::string_view target, bool validateOnly,
+                      const std::function<grpc::Status()>& body);
 
   ControlPlane& control_;
   const Authenticator& auth_;

@@ -64,6 +64,9 @@ std::optional<std::string> readToken(std::string_view key, const std::string& pa
 // OpenSSL reports through a per-thread error queue that gRPC's own TLS code also reads; leave it
 // empty whatever happens here.
 struct OpenSslErrorsCleared {
+  OpenSslErrorsCleared() = default;
+  OpenSslErrorsCleared(const OpenSslErrorsCleared&) = delete;
+  OpenSslErrorsCleared& operator=(const OpenSslErrorsCleared&) = delete;
   ~OpenSslErrorsCleared() { ERR_clear_error(); }
 };
 
@@ -146,7 +149,7 @@ std::string peerCertificateIdentity(const grpc::ServerContext& context) {
   if (!auth || !auth->IsPeerAuthenticated()) return "";
   for (const char* property : {GRPC_X509_SUBJECT_PROPERTY_NAME, GRPC_X509_CN_PROPERTY_NAME}) {
     const std::vector<grpc::string_ref> values = auth->FindPropertyValues(property);
-    if (!values.empty() && values.front().size() > 0) {
+    if (!values.empty() && !values.front().empty()) {
       return "cert:" + std::string(values.front().data(), values.front().size());
     }
   }

@@ -14,6 +14,7 @@
 #include "admin/update_mask.h"
 #include "gateway/config/limits.h"
 #include "gateway/log.h"
+#include "reactor/fatal.h"
 
 namespace evgate::admin {
 namespace {
@@ -137,7 +138,7 @@ grpc::Status ControlPlane::checkBinds(const std::vector<gateway::ListenerConfig>
     if (fd < 0) {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                           "listener " + listener.name + ": cannot listen on " +
-                              listener.bind.toString() + ": " + std::strerror(errno));
+                              listener.bind.toString() + ": " + reactor::errnoText(errno));
     }
     ::close(fd);
   }
@@ -519,13 +520,13 @@ grpc::Status ControlPlane::listClusters(const v1::ListClustersRequest& request,
 
 grpc::Status ControlPlane::changeCluster(
     const std::string& name, bool validateOnly,
-    const std::function<grpc::Status(gateway::ClusterConfig&)>& edit, v1::WatchEvent event,
+    const std::function<grpc::Status(gateway::ClusterConfig&)>& edit, v1::WatchEvent notice,
     v1::Cluster& out) {
   const gateway::ClusterConfig* current = findCluster(name);
   if (current == nullptr) return notFound("cluster", name);
   gateway::ClusterConfig cluster = *current;
   if (grpc::Status status = edit(cluster); !status.ok()) return status;
-  Change change{state_, {std::move(event)}};
+  Change change{state_, {std::move(notice)}};
   change.edited.putCluster(cluster);
   change.notices[0].set_cluster(name);
   if (grpc::Status status = commit(change, validateOnly); !status.ok()) return status;

@@ -69,7 +69,7 @@ std::optional<FileError> readWholeFile(const std::string& path, std::string& out
   if (::fstat(fd, &info) != 0) return fail(errno, "stat");
   // read() on a directory fails with EISDIR anyway; saying so up front is clearer.
   if (S_ISDIR(info.st_mode)) return fail(EISDIR, "read");
-  std::vector<char> chunk(64 * 1024);
+  std::vector<char> chunk(size_t{64} * 1024);
   for (;;) {
     const ssize_t n = ::read(fd, chunk.data(), chunk.size());
     if (n < 0) {

@@ -28,12 +28,13 @@ namespace evgate::gateway {
 class BufferBudget {
  public:
   // A worker publishes its count when it moved this much since its last publish.
-  static constexpr uint64_t kPublishStep = 64 * 1024;
+  static constexpr uint64_t kPublishStep = uint64_t{64} * 1024;
 
   // One slot per worker, indices 0..workers-1.
   explicit BufferBudget(size_t workers);
   BufferBudget(const BufferBudget&) = delete;
   BufferBudget& operator=(const BufferBudget&) = delete;
+  ~BufferBudget() = default;
 
   // The budget in bytes; 0: none (the default). Safe from any thread (a reload sets it).
   void setLimit(uint64_t bytes) { limit_.store(bytes, std::memory_order_relaxed); }
@@ -59,12 +60,13 @@ class BufferAccount {
  public:
   // The least a flow may hold per direction when the budget is reached (or its buffer_limit,
   // if smaller): enough to keep relaying, slowly.
-  static constexpr size_t kFlowFloor = 4 * 1024;
+  static constexpr size_t kFlowFloor = size_t{4} * 1024;
 
   // `budget` null: no budget (flowLimit() is the identity, full() is false).
   BufferAccount(BufferBudget* budget, size_t worker);
   BufferAccount(const BufferAccount&) = delete;
   BufferAccount& operator=(const BufferAccount&) = delete;
+  ~BufferAccount() = default;
 
   // A flow's bytes went from `before` to `after`.
   void change(uint64_t before, uint64_t after) {
@@ -81,7 +83,7 @@ class BufferAccount {
     if (scale_ == kFullScale) return bufferLimit;
     const size_t floor = bufferLimit < kFlowFloor ? bufferLimit : kFlowFloor;
     // No overflow: buffer_limit is at most 2^30 and scale_ less than 2^16.
-    const size_t scaled = static_cast<size_t>((uint64_t{bufferLimit} * scale_) >> kScaleBits);
+    const auto scaled = static_cast<size_t>((uint64_t{bufferLimit} * scale_) >> kScaleBits);
     return scaled > floor ? scaled : floor;
   }
   // The budget is reached: refuse new connections.

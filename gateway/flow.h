@@ -290,7 +290,7 @@ class Flow : public reactor::DeferredDeletable {
   void drained(Side to);
   void countRelayed(Side from, size_t n);
   void peerEof(Side side);
-  void sendShutdown(Side side);
+  void sendShutdown(Side to);
   void checkFinished();
   void handleTimer();
   void scheduleTimer();
@@ -337,6 +337,7 @@ class Flow : public reactor::DeferredDeletable {
     bool empty() const { return all().empty(); }
     size_t size() const { return all().size(); }
     const reactor::SocketAddress& back() const { return all().back(); }
+    // NOLINTNEXTLINE(readability-identifier-naming): named as std::vector's, like the rest.
     void push_back(const reactor::SocketAddress& endpoint) {
       if (!more_ && first_.length() == 0) {
         first_ = endpoint;

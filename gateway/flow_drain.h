@@ -35,6 +35,7 @@ class FlowDrain {
             Done done);
   FlowDrain(const FlowDrain&) = delete;
   FlowDrain& operator=(const FlowDrain&) = delete;
+  ~FlowDrain() = default;
 
   // Starts the clock and looks at the flows at once: `done` runs inside start() if none matches
   // (or the timeout is 0).

@@ -17,6 +17,7 @@
 
 #include "gateway/health_checker.h"
 #include "gateway/log.h"
+#include "reactor/fatal.h"
 
 namespace evgate::gateway {
 
@@ -89,7 +90,7 @@ std::optional<std::string> Gateway::addSockets(const std::shared_ptr<ListenerSta
     const int fd = openSocket_(address);
     if (fd < 0) {
       return "listener " + listener->config.name + ": cannot listen on " + address.toString() +
-             ": " + std::strerror(errno);  // `opened` closes what it holds as it goes
+             ": " + reactor::errnoText(errno);  // `opened` closes what it holds as it goes
     }
     // Port 0: the first socket got a port from the kernel; the others (per worker) share it.
     if (w == 0) address = reactor::SocketAddress::localOf(fd).value_or(address);

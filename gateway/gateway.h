@@ -153,10 +153,10 @@ class Gateway {
   std::shared_ptr<const MetricsView> metricsView() const;
   // One worker's loop for the metrics.
   struct WorkerMetrics {
-    uint32_t index;
-    uint64_t iterations;
+    uint32_t index = 0;
+    uint64_t iterations = 0;
     stats::HistogramTotal iterationDuration;
-    size_t queuedFunctions;
+    size_t queuedFunctions = 0;
     std::optional<WorkerSample> sample;  // nullopt: the loop did not answer by the deadline
   };
   // Reads every worker's loop counters and asks each loop for a WorkerSample, waiting for the

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "gateway/log.h"
+#include "reactor/fatal.h"
 
 namespace evgate::gateway {
 
@@ -13,7 +14,7 @@ namespace {
 // strerror's text in the lower case of the rest of the log line ("connection refused").
 std::string describe(int error) {
   if (error == 0) return "connection failed";
-  std::string text = std::strerror(error);
+  std::string text = reactor::errnoText(error);
   if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
   return text;
 }

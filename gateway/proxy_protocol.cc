@@ -102,7 +102,7 @@ ProxyParse parseV1Line(std::string_view line, ProxyHeader& out, std::string& err
   for (const std::string_view t : tokens) {
     if (t.empty()) return invalid(error, "v1: empty field (double space?)");
   }
-  int family;
+  int family = AF_UNSPEC;
   if (tokens[1] == "TCP4") {
     family = AF_INET;
   } else if (tokens[1] == "TCP6") {
@@ -118,8 +118,8 @@ ProxyParse parseV1Line(std::string_view line, ProxyHeader& out, std::string& err
   if (!src || !dst) {
     return invalid(error, "v1: bad " + std::string(tokens[1]) + " address");
   }
-  out.source = std::move(src);
-  out.destination = std::move(dst);
+  out.source = src;
+  out.destination = dst;
   return ProxyParse::kDone;
 }
 

@@ -1,6 +1,7 @@
 #include "gateway/stats.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 namespace evgate::gateway::stats {
@@ -8,7 +9,7 @@ namespace evgate::gateway::stats {
 Buckets::Buckets(std::vector<double> upperBounds) : seconds(std::move(upperBounds)) {
   if (seconds.size() > Histogram::kMaxBounds) std::abort();  // a programming error
   nanos.reserve(seconds.size());
-  for (const double bound : seconds) nanos.push_back(static_cast<int64_t>(bound * 1e9 + 0.5));
+  for (const double bound : seconds) nanos.push_back(std::llround(bound * 1e9));
 }
 
 // The bounds docs/metrics.md lists.

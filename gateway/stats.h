@@ -21,9 +21,7 @@
 #include "gateway/config/config.h"
 #include "reactor/clock.h"
 
-namespace evgate::gateway {
-
-namespace stats {
+namespace evgate::gateway::stats {
 
 // A counter with one writer thread; any thread reads it.
 class Counter {
@@ -208,5 +206,4 @@ struct alignas(64) LoopCounters {
   Histogram iterationDuration;
 };
 
-}  // namespace stats
-}  // namespace evgate::gateway
+}  // namespace evgate::gateway::stats

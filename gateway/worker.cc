@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "gateway/log.h"
+#include "reactor/fatal.h"
 
 namespace evgate::gateway {
 
@@ -26,7 +27,7 @@ AccessLog::AccessLog(const AccessLogConfig& config) {
     case AccessLogMode::kFile:
       fd_ = ::open(config.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
       if (fd_ < 0) {
-        error_ = "cannot open access log " + config.path + ": " + std::strerror(errno);
+        error_ = "cannot open access log " + config.path + ": " + reactor::errnoText(errno);
       }
       ownsFd_ = fd_ >= 0;
       return;
@@ -165,7 +166,7 @@ std::future<std::optional<std::string>> Worker::prepare(std::vector<Socket> sock
       if (!accepting) {
         const std::string error = "worker " + std::to_string(index_) +
                                   ": cannot accept on listener " + socket.config->name + ": " +
-                                  std::strerror(errno);
+                                  reactor::errnoText(errno);
         // Every socket let go before the answer (the adopted ones as `adopted` goes): once every
         // worker has answered or aborted, the caller may report that nothing listens.
         pending->clear();
@@ -192,7 +193,7 @@ std::future<void> Worker::commit(Changes changes) {
       const ListenerConfig& config = *accepting->group->config;
       if (!config.paused && accepting->listener->enable() != 0) {
         logError("worker " + std::to_string(index_) + ": cannot accept on listener " + config.name +
-                 ": " + std::strerror(errno));
+                 ": " + reactor::errnoText(errno));
       }
       const ListenerState* state = accepting->group->listener.get();
       accepting_.emplace(state, std::move(accepting));
@@ -238,7 +239,7 @@ void Worker::update(const Update& change) {
       change.config->paused ? accepting.listener->disable() : accepting.listener->enable();
   if (result != 0) {
     logError("worker " + std::to_string(index_) + ": cannot accept on listener " +
-             change.config->name + ": " + std::strerror(errno));
+             change.config->name + ": " + reactor::errnoText(errno));
   }
 }
 

@@ -206,7 +206,7 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   // matching flows, oldest first.
   struct FlowAge {
     TimePoint start;
-    uint64_t id;
+    uint64_t id = 0;
   };
   std::future<std::vector<FlowAge>> oldestFlows(FlowFilter filter, size_t max) const;
   // Closes the flows with these ids that are still open; the result is how many it closed.
@@ -238,7 +238,7 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   };
   // A listener on this worker: the reactor listener and the group new flows join.
   struct Accepting {
-    Worker* worker;
+    Worker* worker = nullptr;
     std::shared_ptr<const FlowGroup> group;
     // The socket outlives the reactor listener on it (declared first, destroyed last).
     std::shared_ptr<ListeningSocket> socket;
@@ -260,7 +260,7 @@ class Worker : private FlowObserver, private reactor::LoopObserver {
   std::shared_ptr<const FlowGroup> makeGroup(std::shared_ptr<ListenerState> listener,
                                              std::shared_ptr<const ListenerConfig> config,
                                              std::shared_ptr<WorkerCluster> picker);
-  void update(const Update& update);
+  void update(const Update& change);
   // Stops accepting on `accepting` and lets go of its socket (loop thread).
   static void closeListener(Accepting& accepting);
   std::shared_ptr<WorkerCluster> makePicker(std::shared_ptr<ClusterState> cluster) const;

@@ -59,7 +59,7 @@ ssize_t writeGather(int fd, iovec* iov, int count) {
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = static_cast<size_t>(count);
-  ssize_t n;
+  ssize_t n = 0;
   do {
     n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
@@ -81,6 +81,8 @@ Buffer::Buffer(Buffer&& other) noexcept
       tail_(std::exchange(other.tail_, nullptr)),
       length_(std::exchange(other.length_, 0)) {}
 
+// Takes the bytes only, not the callback (buffer.h says why).
+// cppcheck-suppress operatorEqVarError
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
     freeAll();
@@ -415,7 +417,7 @@ ssize_t Buffer::readFrom(int fd, size_t maxBytes) {
     fresh = newChunk(nextChunkCapacity(want));
     iov[count++] = {fresh->base(), want};
   }
-  ssize_t n;
+  ssize_t n = 0;
   do {
     n = ::readv(fd, iov, count);
   } while (n < 0 && errno == EINTR);
@@ -426,7 +428,7 @@ ssize_t Buffer::readFrom(int fd, size_t maxBytes) {
     return n;
   }
   size_t orig = length_;
-  size_t got = static_cast<size_t>(n);
+  auto got = static_cast<size_t>(n);
   size_t intoTail = std::min(got, slack);
   if (intoTail > 0) {
     tail_->off += intoTail;

@@ -54,6 +54,8 @@ namespace evgate::reactor {
 // only with kCloseOnFree. input() and output() are owned by the BufferEvent; their change
 // callbacks are the BufferEvent's and must not be replaced. The BufferEvent must not outlive its
 // base.
+// The destructor is private on purpose: a BufferEvent is freed through DeferredDeletable.
+// NOLINTNEXTLINE(cppcoreguidelines-virtual-class-destructor)
 class BufferEvent : public DeferredDeletable {
  public:
   // Option bits for create() (BEV_OPT_*).

@@ -43,6 +43,8 @@ class EpollPoller final : public Poller {
   EpollPoller() : epollFd_(epoll_create1(EPOLL_CLOEXEC)), events_(kInitialEvents) {
     if (epollFd_ < 0) fatalSyscall("epoll_create1");
   }
+  EpollPoller(const EpollPoller&) = delete;
+  EpollPoller& operator=(const EpollPoller&) = delete;
   ~EpollPoller() override { ::close(epollFd_); }
 
   std::string_view name() const override { return "epoll"; }

@@ -50,12 +50,12 @@ EventBase::EventBase(const EventBaseOptions& options)
       loopThread_(std::this_thread::get_id()),
       activeQueues_(static_cast<size_t>(
           options.priorities < 1 ? 1 : std::min(options.priorities, kMaxPriorities))),
-      signalEvents_(kSignalSlots) {
+      signalEvents_(kSignalSlots),
+      // EFD_NONBLOCK: a wake-up written while the counter is already set must never block the
+      // poster, and the loop drains it without blocking.
+      wakeFd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   sigemptyset(&signalMask_);
   sigemptyset(&blockedByUs_);
-  // EFD_NONBLOCK: a wake-up written while the counter is already set must never block the
-  // poster, and the loop drains it without blocking.
-  wakeFd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wakeFd_ < 0) fatalSyscall("eventfd");
   wakeEvent_ = makeInternalEvent(wakeFd_, onWakeup, "internal: runInLoop wake-up");
 }
@@ -112,7 +112,8 @@ int EventBase::loop(int flags) {
     cachedNow_.reset();
     ready_.clear();
     if (poller_->wait(timeout, ready_) < 0) {
-      std::fprintf(stderr, "evgate: %s wait failed: errno %d\n", poller_->name().data(), errno);
+      (void)std::fprintf(stderr, "evgate: %s wait failed: errno %d\n", poller_->name().data(),
+                         errno);
       result = -1;
       break;
     }
@@ -483,7 +484,7 @@ void EventBase::wakeup() {
 }
 
 void EventBase::onWakeup(int fd, EventMask, void*) {
-  uint64_t count;
+  uint64_t count = 0;
   (void)::read(fd, &count, sizeof count);  // EAGAIN: someone drained it already
 }
 

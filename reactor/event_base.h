@@ -224,8 +224,8 @@ class EventBase {
 
   // Signals: one signalfd for every signal with an event; the events of each signal.
   int signalFd_ = -1;
-  sigset_t signalMask_;
-  sigset_t blockedByUs_;
+  sigset_t signalMask_{};
+  sigset_t blockedByUs_{};
   pthread_t signalBlocker_{};  // the thread whose mask blocked our signals
   std::vector<Event::MapList> signalEvents_;
   std::unique_ptr<Event> signalEvent_;

@@ -22,6 +22,7 @@ class IntrusiveList {
   IntrusiveList() = default;
   IntrusiveList(const IntrusiveList&) = delete;
   IntrusiveList& operator=(const IntrusiveList&) = delete;
+  ~IntrusiveList() = default;
   // Elements point at each other, never at the list, so a list moves by taking the ends.
   IntrusiveList(IntrusiveList&& other) noexcept
       : head_(other.head_), tail_(other.tail_), size_(other.size_) {

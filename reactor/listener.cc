@@ -57,6 +57,9 @@ bool isConnectionError(int error) {
 struct Listener::SharedReserve {
   int fd = -1;
   size_t users = 0;
+  SharedReserve() = default;
+  SharedReserve(const SharedReserve&) = delete;
+  SharedReserve& operator=(const SharedReserve&) = delete;
   ~SharedReserve() {
     if (fd >= 0) ::close(fd);
   }
@@ -198,7 +201,7 @@ void Listener::onReadable(int, EventMask, void* arg) {
 
 void Listener::acceptReady(const bool& destroyed) {
   for (int i = 0; i < kMaxAcceptsPerWake; ++i) {
-    sockaddr_storage peer;
+    sockaddr_storage peer{};
     socklen_t peerLen = sizeof peer;
     const int conn =
         ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &peerLen, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -16,7 +16,8 @@ std::unique_ptr<Poller> Poller::create(Backend backend) {
     } else if (name.empty() || name == "epoll") {
       backend = Backend::kEpoll;
     } else {
-      std::fprintf(stderr, "evgate: unknown EVGATE_REACTOR_BACKEND '%s', using epoll\n", forced);
+      (void)std::fprintf(stderr, "evgate: unknown EVGATE_REACTOR_BACKEND '%s', using epoll\n",
+                         forced);
       backend = Backend::kEpoll;
     }
   }

@@ -32,8 +32,8 @@ class TimerHeap {
  private:
   struct Entry {
     TimePoint deadline;
-    uint64_t sequence;
-    Event* event;
+    uint64_t sequence = 0;
+    Event* event = nullptr;
     bool operator<(const Entry& other) const {
       return deadline != other.deadline ? deadline < other.deadline : sequence < other.sequence;
     }

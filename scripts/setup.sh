@@ -38,6 +38,8 @@ other_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # the fuzz targets (tests/fuzz, the fuzz preset): clang and its libFuzzer and sanitizer runtimes
   clang-14 libclang-rt-14-dev
+  # static analysis (scripts/lint.sh): clang-tidy with the root .clang-tidy, and cppcheck
+  clang-tidy-14 cppcheck
   # libevent: the reference the reactor is checked against (tests and benchmarks only)
   libevent-dev
   # relay benchmark (scripts/bench-relay.sh): the proxies evgate is compared with, `ip` for the

@@ -79,7 +79,7 @@ struct ListenerConfig {
   reactor::SocketAddress bind;
   std::string cluster;
   uint32_t maxConnections = 10000;
-  size_t bufferLimit = 64 * 1024;  // per direction
+  size_t bufferLimit = size_t{64} * 1024;  // per direction
   Duration idleTimeout = std::chrono::seconds(300);
   Duration halfCloseTimeout = std::chrono::seconds(30);
   std::optional<Duration> maxLifetime;  // absent: unlimited
@@ -105,7 +105,7 @@ struct AdminConfig {
   std::string tlsClientCaFile;  // set: mutual TLS
   bool insecure = false;        // allows a non-loopback address with neither token nor mTLS
   uint32_t maxWatchers = 64;    // Watch streams open at once
-  size_t maxMessageSize = 4 * 1024 * 1024;  // largest request or response, bytes
+  size_t maxMessageSize = size_t{4} * 1024 * 1024;  // largest request or response, bytes
 
   bool operator==(const AdminConfig&) const = default;
 

@@ -17,6 +17,7 @@
 #include "gateway/config/limits.h"
 #include "gateway/config/names.h"
 #include "gateway/config/units.h"
+#include "reactor/fatal.h"
 
 namespace evgate::gateway {
 namespace {
@@ -407,7 +408,7 @@ ConfigResult Parser::run(std::string_view text) {
   try {
     const std::string yamlText(text);
     if (const std::optional<YAML::Mark> stuck = findStuckDocument(yamlText)) {
-      const size_t at = static_cast<size_t>(stuck->pos);
+      const auto at = static_cast<size_t>(stuck->pos);
       error(*stuck, at < yamlText.size()
                         ? "YAML syntax error: unexpected '" + std::string(1, yamlText[at]) + "'"
                         : std::string("YAML syntax error: unexpected token"));
@@ -925,7 +926,8 @@ std::optional<ConfigError> readConfigFile(const std::string& path, std::string& 
     ::close(fd);
   }
   if (savedErrno == 0) return std::nullopt;
-  return ConfigError{path, 0, 0, std::string("cannot read file: ") + std::strerror(savedErrno)};
+  return ConfigError{path, 0, 0,
+                     std::string("cannot read file: ") + reactor::errnoText(savedErrno)};
 }
 
 ConfigResult loadConfigFile(const std::string& path) {

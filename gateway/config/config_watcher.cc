@@ -9,6 +9,8 @@
 #include <cstring>
 #include <utility>
 
+#include "reactor/fatal.h"
+
 namespace evgate::gateway {
 namespace {
 
@@ -42,7 +44,7 @@ ConfigWatcher::~ConfigWatcher() { stop(); }
 std::optional<std::string> ConfigWatcher::start() {
   stop();
   inotifyFd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (inotifyFd_ < 0) return std::string("config watch: inotify: ") + std::strerror(errno);
+  if (inotifyFd_ < 0) return std::string("config watch: inotify: ") + reactor::errnoText(errno);
   std::string error;
   if (!watchDirectories(error)) {
     stop();
@@ -65,7 +67,7 @@ void ConfigWatcher::stop() {
 bool ConfigWatcher::watchDirectories(std::string& error) {
   const std::string directory = directoryOf(path_);
   if (::inotify_add_watch(inotifyFd_, directory.c_str(), kDirectoryEvents) < 0) {
-    error = "config watch: cannot watch " + directory + ": " + std::strerror(errno);
+    error = "config watch: cannot watch " + directory + ": " + reactor::errnoText(errno);
     return false;
   }
   // Adding a watch on a directory already watched only updates it, so this runs after every

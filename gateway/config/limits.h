@@ -5,6 +5,7 @@
 // Rules that relate two values (health check timeout < interval, max_lifetime_jitter <
 // max_lifetime, base_ejection <= max_ejection) and "a duration > 0" are stated where they apply.
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -41,12 +42,10 @@ inline constexpr size_t kMaxNameLength = 64;
 // A listener or cluster name: 1 to kMaxNameLength characters from A-Z a-z 0-9 _ . -
 constexpr bool isValidName(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameLength) return false;
-  for (const char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '.' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
+  return std::ranges::all_of(name, [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
 }
 
 }  // namespace evgate::gateway::limits

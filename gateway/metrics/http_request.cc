@@ -1,5 +1,7 @@
 #include "gateway/metrics/http_request.h"
 
+#include <algorithm>
+
 namespace evgate::gateway::metrics {
 namespace {
 
@@ -11,11 +13,8 @@ RequestParse failure(int status, std::string reason) {
 }
 
 bool isToken(std::string_view s) {
-  if (s.empty()) return false;
-  for (const char c : s) {
-    if (c < 'A' || c > 'Z') return false;  // methods are upper-case tokens (GET, HEAD, POST, ...)
-  }
-  return true;
+  // Methods are upper-case tokens (GET, HEAD, POST, ...).
+  return !s.empty() && std::ranges::all_of(s, [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
 }  // namespace
@@ -26,7 +25,8 @@ RequestParse parseRequestHead(std::string_view head) {
   const size_t firstSpace = line.find(' ');
   const size_t secondSpace = firstSpace == std::string_view::npos ? std::string_view::npos
                                                                   : line.find(' ', firstSpace + 1);
-  if (secondSpace == std::string_view::npos || line.find(' ', secondSpace + 1) != line.npos) {
+  if (secondSpace == std::string_view::npos ||
+      line.find(' ', secondSpace + 1) != std::string_view::npos) {
     return failure(400, "malformed request line");
   }
   const std::string_view method = line.substr(0, firstSpace);

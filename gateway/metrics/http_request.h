@@ -26,6 +26,6 @@ struct RequestParse {
 RequestParse parseRequestHead(std::string_view head);
 
 // The longest request head the endpoint reads before answering 431.
-inline constexpr size_t kMaxRequestHead = 8 * 1024;
+inline constexpr size_t kMaxRequestHead = size_t{8} * 1024;
 
 }  // namespace evgate::gateway::metrics

@@ -8,6 +8,7 @@
 #include <exception>
 
 #include "gateway/metrics/http_request.h"
+#include "reactor/fatal.h"
 #include "reactor/socket_address.h"
 
 namespace evgate::gateway::metrics {
@@ -67,7 +68,7 @@ std::unique_ptr<MetricsServer> MetricsServer::start(
       *server->base_, onAccept, server.get(),
       reactor::Listener::kCloseOnFree | reactor::Listener::kReuseAddress, -1, *parsed);
   if (server->listener_ == nullptr) {
-    error = "metrics.address " + address + ": cannot listen: " + std::strerror(errno);
+    error = "metrics.address " + address + ": cannot listen: " + reactor::errnoText(errno);
     return nullptr;
   }
   server->listener_->setLabel("metrics server");

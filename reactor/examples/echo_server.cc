@@ -8,11 +8,13 @@
 
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 #include "reactor/buffer_event.h"
 #include "reactor/event.h"
 #include "reactor/event_base.h"
+#include "reactor/fatal.h"
 #include "reactor/listener.h"
 #include "reactor/socket_address.h"
 
@@ -46,7 +48,8 @@ void onAccept(Listener& listener, int fd, const sockaddr* peer, socklen_t peerLe
 }
 
 void onSignal(int sig, EventMask, void* arg) {
-  std::printf("caught %s, stopping\n", strsignal(sig));
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): the example runs one thread.
+  (void)std::printf("caught %s, stopping\n", strsignal(sig));
   static_cast<EventBase*>(arg)->loopBreak();
 }
 
@@ -57,23 +60,24 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string_view(argv[1]) == "--listen") {
     text = argv[2];
   } else if (argc != 1) {
-    std::fprintf(stderr, "usage: %s [--listen ADDR:PORT]\n", argv[0]);
+    (void)std::fprintf(stderr, "usage: %s [--listen ADDR:PORT]\n", argv[0]);
     return 2;
   }
   const auto address = SocketAddress::parse(text);
   if (!address) {
-    std::fprintf(stderr, "evgate-echo: '%.*s' is not an ADDR:PORT\n", static_cast<int>(text.size()),
-                 text.data());
+    (void)std::fprintf(stderr, "evgate-echo: '%.*s' is not an ADDR:PORT\n",
+                       static_cast<int>(text.size()), text.data());
     return 2;
   }
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  (void)std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
   EventBase base;
   auto listener = Listener::bind(base, onAccept, nullptr,
                                  Listener::kCloseOnFree | Listener::kReuseAddress, -1, *address);
   if (!listener) {
-    std::fprintf(stderr, "evgate-echo: cannot listen on %s: %s\n", address->toString().c_str(),
-                 std::strerror(errno));
+    const std::string error = evgate::reactor::errnoText(errno);
+    (void)std::fprintf(stderr, "evgate-echo: cannot listen on %s: %s\n",
+                       address->toString().c_str(), error.c_str());
     return 1;
   }
   evgate::reactor::Event sigint(base, SIGINT, evgate::reactor::kSignal | evgate::reactor::kPersist,
