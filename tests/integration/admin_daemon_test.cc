@@ -26,10 +26,10 @@
 #include <vector>
 
 #include "evgate/admin/v1/admin.grpc.pb.h"
+#include "tests/integration/figures.h"
 #include "tests/integration/grpc_probe.h"
 #include "tests/integration/net_util.h"
 #include "tests/integration/process.h"
-#include "tests/integration/figures.h"
 
 namespace evgate::test {
 namespace {

@@ -42,12 +42,12 @@
 
 #include "evgate/admin/v1/admin.grpc.pb.h"
 #include "tests/integration/fault_upstream.h"
+#include "tests/integration/figures.h"
 #include "tests/integration/grpc_probe.h"
 #include "tests/integration/net_util.h"
 #include "tests/integration/payload_flow.h"
 #include "tests/integration/proc_stat.h"
 #include "tests/integration/relay_daemon.h"
-#include "tests/integration/figures.h"
 
 namespace evgate::test {
 namespace {
