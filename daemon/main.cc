@@ -30,7 +30,7 @@ constexpr std::string_view kUsage =
     "  --log-level L        debug, info (default), warn or error; overrides log.level\n";
 
 int usageError() {
-  std::fputs(kUsage.data(), stderr);
+  (void)std::fputs(kUsage.data(), stderr);
   return 2;
 }
 
@@ -38,7 +38,7 @@ int checkConfig(const std::string& path) {
   const gateway::ConfigResult result = gateway::loadConfigFile(path);
   if (!result.ok()) {
     for (const gateway::ConfigError& error : result.errors) {
-      std::fprintf(stderr, "%s\n", error.toString().c_str());
+      (void)std::fprintf(stderr, "%s\n", error.toString().c_str());
     }
     return 1;
   }
@@ -52,7 +52,7 @@ int mainWithArgs(const std::vector<std::string_view>& args) {
     return 0;
   }
   if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
-    std::fputs(kUsage.data(), stdout);
+    (void)std::fputs(kUsage.data(), stdout);
     return 0;
   }
   if (args.size() == 2 && args[0] == "--check-config") return checkConfig(std::string(args[1]));
