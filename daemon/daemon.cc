@@ -224,7 +224,7 @@ int run(const Options& options) {
   }
   if (!result.ok()) {
     for (const gateway::ConfigError& error : result.errors) {
-      std::fprintf(stderr, "%s\n", error.toString().c_str());
+      (void)std::fprintf(stderr, "%s\n", error.toString().c_str());
     }
     return 1;
   }
@@ -239,7 +239,7 @@ int run(const Options& options) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A peer that resets while we write must not kill the process (Buffer sends with MSG_NOSIGNAL;
   // this covers anything else).
-  signal(SIGPIPE, SIG_IGN);
+  (void)signal(SIGPIPE, SIG_IGN);  // cannot fail for a valid signal and handler
 
   Daemon daemon(path, std::move(text), std::move(*result.config));
   return daemon.run();
