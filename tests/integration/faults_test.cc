@@ -37,6 +37,7 @@
 #include <regex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "tests/integration/access_log.h"
@@ -147,9 +148,14 @@ TEST(FaultsTest, RelayIntegrityUnderUpstreamFaults) {
   ASSERT_TRUE(underWay) << "the flows to the killable upstream never got going";
   ASSERT_TRUE(daemon.stop()) << daemon.describe();
 
-  std::map<std::string, AccessRecord> records;  // by client address
+  // Keyed by client and upstream address: the kernel may give two concurrent flows to
+  // different listeners the same local port, so the client address alone is not unique.
+  const std::map<std::string, std::string> upstreamOf{
+      {"echo", echo.address()}, {"reset", reset.address()},         {"hang", hang.address()},
+      {"slow", slow.address()}, {"halfclose", halfClose.address()}, {"killed", killed.address()}};
+  std::map<std::pair<std::string, std::string>, AccessRecord> records;
   for (const AccessRecord& record : accessRecords(daemon.process().out())) {
-    records[record.client] = record;
+    records[{record.client, record.upstream}] = record;
   }
   ASSERT_EQ(records.size(), plan.size()) << daemon.process().out();
 
@@ -160,7 +166,7 @@ TEST(FaultsTest, RelayIntegrityUnderUpstreamFaults) {
     SCOPED_TRACE("flow " + std::to_string(i) + " via " + flow.listener + ": " + describe(o));
     // Whatever happened, nothing that came back was out of order, duplicated or altered.
     EXPECT_EQ(o.mismatch, "");
-    const auto found = records.find(address(o.localPort));
+    const auto found = records.find({address(o.localPort), upstreamOf.at(flow.listener)});
     ASSERT_NE(found, records.end()) << "no access record";
     const AccessRecord& record = found->second;
     if (flow.listener == "echo" || flow.listener == "slow") {
