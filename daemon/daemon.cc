@@ -241,6 +241,17 @@ int run(const Options& options) {
   // this covers anything else).
   (void)signal(SIGPIPE, SIG_IGN);  // cannot fail for a valid signal and handler
 
+  // From here on the log is written by its own thread (started after the mask, like every
+  // other): a stalled reader of stderr costs lines, counted, never a stalled worker or admin
+  // call. Flushed on every way out of run().
+  gateway::startLogQueue(result.config->log.queueLimit);
+  struct FlushLogAtExit {
+    FlushLogAtExit() = default;
+    FlushLogAtExit(const FlushLogAtExit&) = delete;
+    FlushLogAtExit& operator=(const FlushLogAtExit&) = delete;
+    ~FlushLogAtExit() { gateway::stopLogQueue(); }
+  } flushLogAtExit;
+
   Daemon daemon(path, std::move(text), std::move(*result.config));
   return daemon.run();
 }

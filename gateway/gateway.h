@@ -178,6 +178,8 @@ class Gateway {
     uint64_t used = 0;
   };
   std::optional<BudgetUse> bufferBudget() const;
+  // The access log's queue (log_sink.h); nullopt when the log is off. Safe from any thread.
+  std::optional<LogSink::Stats> accessLogQueue() const { return accessLog_.queueStats(); }
   // Every listener with the address it is bound to, after start(); in config().listeners order.
   const std::vector<std::shared_ptr<ListenerState>>& listeners() const { return listeners_; }
   // Every cluster's shared state, after start(); in config().clusters order.

@@ -23,27 +23,35 @@ AccessLog::AccessLog(const AccessLogConfig& config) {
       return;
     case AccessLogMode::kStdout:
       fd_ = STDOUT_FILENO;
-      return;
+      break;
     case AccessLogMode::kFile:
       fd_ = ::open(config.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
       if (fd_ < 0) {
         error_ = "cannot open access log " + config.path + ": " + reactor::errnoText(errno);
+        return;
       }
-      ownsFd_ = fd_ >= 0;
-      return;
+      ownsFd_ = true;
+      break;
   }
+  sink_ = std::make_unique<LogSink>(fd_, config.queueLimit, "access log", [](uint64_t dropped) {
+    logDropReport("access log", dropped,
+                  "its reader fell behind and the queue (access_log.queue_limit) was full");
+  });
 }
 
 AccessLog::~AccessLog() {
+  sink_.reset();  // its thread writes to fd_ until then
   if (ownsFd_) ::close(fd_);
 }
 
 void AccessLog::write(const std::string& line) const {
-  if (fd_ < 0) return;
-  std::string withNewline = line + "\n";
-  // One write per line so lines from different workers never interleave; a full disk or a closed
-  // stdout loses the line but never the flow.
-  (void)::write(fd_, withNewline.data(), withNewline.size());
+  // A full queue, a full disk or a closed stdout loses the line but never the flow.
+  if (sink_) sink_->write(line);
+}
+
+std::optional<LogSink::Stats> AccessLog::queueStats() const {
+  if (!sink_) return std::nullopt;
+  return sink_->stats();
 }
 
 ListeningSocket::~ListeningSocket() { ::close(fd_); }

@@ -17,6 +17,7 @@
 #include "gateway/config/config.h"
 #include "gateway/flow.h"
 #include "gateway/flow_query.h"
+#include "gateway/log_sink.h"
 #include "gateway/notice.h"
 #include "gateway/stats.h"
 #include "reactor/event_base.h"
@@ -25,24 +26,29 @@
 
 namespace evgate::gateway {
 
-// Where the access log goes: one JSON line per ended flow. Safe from any thread (one write(2)
-// per line on an O_APPEND or stdout fd).
+// Where the access log goes: one JSON line per ended flow. Safe from any thread. The lines are
+// written by a LogSink's thread (log_sink.h): a worker never waits on the log's reader, and
+// when the queue (access_log.queue_limit) is full, lines are dropped and counted, not the flow.
 class AccessLog {
  public:
   explicit AccessLog(const AccessLogConfig& config);
+  // Writes what is queued (for at most LogSink::kCloseTimeout), then closes the file.
   ~AccessLog();
   AccessLog(const AccessLog&) = delete;
   AccessLog& operator=(const AccessLog&) = delete;
   // Empty if the log is usable, else what went wrong (e.g. the file cannot be opened).
   const std::string& error() const { return error_; }
   // Whether write() goes anywhere: callers skip formatting a line nobody will read.
-  bool enabled() const { return fd_ >= 0; }
+  bool enabled() const { return sink_ != nullptr; }
   void write(const std::string& line) const;
+  // The queue's figures; nullopt when the log is off.
+  std::optional<LogSink::Stats> queueStats() const;
 
  private:
   int fd_ = -1;
   bool ownsFd_ = false;
   std::string error_;
+  std::unique_ptr<LogSink> sink_;  // set when fd_ is
 };
 
 // One listener as every worker shares it: its identity, the address it is bound to, and the

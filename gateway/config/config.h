@@ -132,6 +132,9 @@ enum class AccessLogMode { kStdout, kFile, kOff };
 struct AccessLogConfig {
   AccessLogMode mode = AccessLogMode::kStdout;
   std::string path;  // with kFile
+  // The most bytes of lines waiting for the access log's writer thread; lines beyond are dropped
+  // and counted (gateway/log_sink.h).
+  size_t queueLimit = size_t{8} << 20;
 
   bool operator==(const AccessLogConfig&) const = default;
 };
@@ -142,6 +145,8 @@ enum class LogLevel { kDebug, kInfo, kWarn, kError };
 struct LogConfig {
   LogFormat format = LogFormat::kText;
   LogLevel level = LogLevel::kInfo;
+  // The most bytes of lines waiting for the log's writer thread (gateway/log.h).
+  size_t queueLimit = size_t{1} << 20;
 
   bool operator==(const LogConfig&) const = default;
 };

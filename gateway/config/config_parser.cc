@@ -558,19 +558,23 @@ void Parser::parseMetrics(const Value& value, MetricsConfig& metrics) {
 
 void Parser::parseLog(const Value& value, LogConfig& log) {
   if (!isMap(value)) return;
-  const MapFields fields(*this, value, {"format", "level"});
+  const MapFields fields(*this, value, {"format", "level", "queue_limit"});
   take(fields, "format", log.format, [&](const Value& v) { return readEnum(v, kLogFormatNames); });
   take(fields, "level", log.level, [&](const Value& v) { return readEnum(v, kLogLevelNames); });
+  take(fields, "queue_limit", log.queueLimit,
+       [&](const Value& v) { return readSize(v, kMinLogQueue, kMaxLogQueue); });
 }
 
 void Parser::parseAccessLog(const Value& value, AccessLogConfig& accessLog) {
   if (!isMap(value)) return;
-  const MapFields fields(*this, value, {"mode", "path"});
+  const MapFields fields(*this, value, {"mode", "path", "queue_limit"});
   const std::optional<Value> mode = fields.get("mode");
   const std::optional<Value> path = fields.get("path");
   take(fields, "mode", accessLog.mode,
        [&](const Value& v) { return readEnum(v, kAccessLogModeNames); });
   take(fields, "path", accessLog.path, [&](const Value& v) { return readString(v); });
+  take(fields, "queue_limit", accessLog.queueLimit,
+       [&](const Value& v) { return readSize(v, kMinLogQueue, kMaxLogQueue); });
   if (mode && mode->node.IsScalar() && mode->node.Scalar() == "file" && accessLog.path.empty()) {
     error(*mode, "\"file\" needs a non-empty access_log.path");
   }

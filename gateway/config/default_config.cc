@@ -17,8 +17,10 @@ metrics:
 log:
   format: text
   level: info
+  queue_limit: 1MiB           # lines waiting for stderr's reader; beyond, dropped and counted
 access_log:
   mode: stdout
+  queue_limit: 8MiB
 clusters: []
 listeners: []
 )";

@@ -23,6 +23,10 @@ inline constexpr size_t kMaxBufferLimit = size_t{1} << 30;
 // max_buffered_bytes: 0 (no budget) or this range.
 inline constexpr size_t kMinBufferBudget = size_t{1} << 20;
 inline constexpr size_t kMaxBufferBudget = size_t{1} << 40;
+// `log.queue_limit` and `access_log.queue_limit`: a line longer than the queue is always dropped,
+// so the least is a page of lines.
+inline constexpr size_t kMinLogQueue = size_t{4} << 10;
+inline constexpr size_t kMaxLogQueue = size_t{1} << 30;
 // A listener's `max_connections` (at most UINT32_MAX).
 inline constexpr uint32_t kMinMaxConnections = 1;
 // An endpoint's `weight`.

@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "gateway/config/names.h"
+#include "gateway/log.h"
 #include "gateway/metrics/family_builder.h"
 
 namespace evgate::gateway::metrics {
@@ -240,6 +241,30 @@ void collectBudget(const Gateway::BudgetUse& budget, std::vector<prometheus::Met
   used.moveTo(out);
 }
 
+// The process log's queue (started by the daemon) and the access log's, each when there is one.
+void collectLogQueues(const Gateway& gateway, std::vector<prometheus::MetricFamily>& out) {
+  std::vector<std::pair<std::string, LogSink::Stats>> queues;
+  if (const std::optional<LogSink::Stats> process = logQueueStats()) {
+    queues.emplace_back("process", *process);
+  }
+  if (const std::optional<LogSink::Stats> access = gateway.accessLogQueue()) {
+    queues.emplace_back("access", *access);
+  }
+  if (queues.empty()) return;
+  auto dropped = counterFamily("evgate_log_lines_dropped_total",
+                               "Log lines lost: the queue was full (its reader fell behind), "
+                               "or the write failed.");
+  auto queued = gaugeFamily("evgate_log_queue_bytes", "Bytes of lines waiting to be written.");
+  auto limit = gaugeFamily("evgate_log_queue_limit_bytes",
+                           "The queue's limit (log.queue_limit, access_log.queue_limit).");
+  for (const auto& [log, stats] : queues) {
+    dropped.add({{"log", log}}, static_cast<double>(stats.droppedLines));
+    queued.add({{"log", log}}, static_cast<double>(stats.queuedBytes));
+    limit.add({{"log", log}}, static_cast<double>(stats.queueLimit));
+  }
+  for (FamilyBuilder* family : {&dropped, &queued, &limit}) family->moveTo(out);
+}
+
 }  // namespace
 
 std::vector<prometheus::MetricFamily> GatewayCollector::Collect() const {
@@ -253,6 +278,7 @@ std::vector<prometheus::MetricFamily> GatewayCollector::Collect() const {
   if (const std::optional<Gateway::BudgetUse> budget = gateway_.bufferBudget()) {
     collectBudget(*budget, out);
   }
+  if (!workers.empty()) collectLogQueues(gateway_, out);  // running: like the rest, not before
   return out;
 }
 

@@ -130,9 +130,11 @@ metrics:
 log:
   format: json
   level: debug
+  queue_limit: 4MiB
 access_log:
   mode: file
   path: /var/log/evgate/access.log
+  queue_limit: 64MiB
 clusters:
   - name: backends
     lb: least_connections
@@ -181,6 +183,8 @@ listeners:
   EXPECT_EQ(config.log.level, LogLevel::kDebug);
   EXPECT_EQ(config.accessLog.mode, AccessLogMode::kFile);
   EXPECT_EQ(config.accessLog.path, "/var/log/evgate/access.log");
+  EXPECT_EQ(config.log.queueLimit, size_t{4} << 20);
+  EXPECT_EQ(config.accessLog.queueLimit, size_t{64} << 20);
 
   ASSERT_EQ(config.clusters.size(), 2u);
   const ClusterConfig& backends = config.clusters[0];
@@ -319,6 +323,24 @@ TEST(ConfigParserTest, MaxBufferedBytes) {
     EXPECT_EQ(errorsOf(std::string("max_buffered_bytes: ") + bad),
               (Errors{std::string(R"(t.yaml:1:21: max_buffered_bytes: expected 0 (no budget) )") +
                       R"(or a size from 1MiB to 1TiB, got ")" + bad + R"(")"}))
+        << bad;
+  }
+}
+
+TEST(ConfigParserTest, LogQueueLimits) {
+  EXPECT_EQ(parseOk("{}").log.queueLimit, size_t{1} << 20);
+  EXPECT_EQ(parseOk("{}").accessLog.queueLimit, size_t{8} << 20);
+  EXPECT_EQ(parseOk("log: { queue_limit: 64KiB }").log.queueLimit, size_t{64} << 10);
+  EXPECT_EQ(parseOk("access_log: { queue_limit: 1GiB }").accessLog.queueLimit, size_t{1} << 30);
+  for (const std::string bad : {"1KiB", "2GiB", "lots"}) {
+    const std::string expected =
+        std::string("log.queue_limit: expected ") +
+        (bad == "lots" ? "a size like 64KiB" : "a size from 4KiB to 1GiB") + ", got \"" + bad +
+        "\"";
+    EXPECT_EQ(errorsOf("log: { queue_limit: " + bad + " }"), (Errors{"t.yaml:1:21: " + expected}))
+        << bad;
+    EXPECT_EQ(errorsOf("access_log: { queue_limit: " + bad + " }"),
+              (Errors{"t.yaml:1:28: access_" + expected}))
         << bad;
   }
 }

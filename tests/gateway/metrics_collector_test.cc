@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -31,6 +32,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gateway/config/cidr.h"
@@ -230,8 +232,9 @@ class MetricsCollectorTest : public ::testing::Test {
     gateway_.reset();
   }
 
-  void start(const Config& config) {
+  void start(const Config& config, NoticeSink* notices = nullptr) {
     gateway_ = std::make_unique<Gateway>(config);
+    if (notices != nullptr) gateway_->setNoticeSink(notices);
     const std::optional<std::string> error = gateway_->start();
     ASSERT_FALSE(error) << *error;
     // A generous sample timeout: sanitizer builds answer slowly, and a missing answer would
@@ -316,28 +319,58 @@ TEST_F(MetricsCollectorTest, NothingBeforeStartOrAfterStop) {
   EXPECT_TRUE(collector.Collect().empty()) << Scrape(collector.Collect()).text();
 }
 
+// A NoticeSink that holds up the loop that hands it the first flow's end until released: a way
+// to make one worker's loop stop answering (a real sink must never block; notice.h).
+class LoopHolder final : public NoticeSink {
+ public:
+  void publish(Notice notice) override {
+    if (notice.type != Notice::Type::kFlowClosed) return;
+    std::unique_lock lock(mutex_);
+    if (std::exchange(held_, true)) return;  // one loop only
+    released_.wait(lock, [&] { return free_; });
+  }
+  bool wantsFlowNotices() const override { return true; }
+  void release() {
+    {
+      std::lock_guard lock(mutex_);
+      free_ = true;
+    }
+    released_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable released_;
+  bool held_ = false;
+  bool free_ = false;
+};
+
 // A loop that does not answer by the deadline is left out of what only the loop can tell; what
-// is read without the loop is still there for every worker. The loop is held up in a blocking
-// write(2) of its access log: a FIFO whose 4 KiB buffer the test fills and does not read.
+// is read without the loop is still there for every worker. The loop is held up by a notice
+// sink that blocks (LoopHolder) on the first flow's end.
 TEST_F(MetricsCollectorTest, ALoopThatDoesNotAnswerInTimeIsLeftOutOfTheLoopOnlyValues) {
-  test::TempDir dir("evgate-metrics-fifo");
-  const std::string fifo = dir.file("access.log");
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
-  const UniqueFd reader(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  ASSERT_GE(reader.get(), 0) << std::strerror(errno);
-  ASSERT_EQ(::fcntl(reader.get(), F_SETPIPE_SZ, 4096), 4096) << std::strerror(errno);
+  LoopHolder holder;
   EchoBackend backend;
   Config config = baseConfig();
-  config.accessLog.mode = AccessLogMode::kFile;
-  config.accessLog.path = fifo;
   config.clusters.push_back(clusterOf("c", {backend.address()}));
   config.listeners.push_back(listenerOf("web", "c"));
-  start(config);
+  start(config, &holder);
+  // However the test ends, the held loop is let go before the gateway stops.
+  struct ReleaseThenStop {
+    LoopHolder& holder;
+    std::unique_ptr<GatewayCollector>& collector;
+    std::unique_ptr<Gateway>& gateway;
+    ~ReleaseThenStop() {
+      holder.release();
+      collector.reset();
+      gateway->stop();
+    }
+  } releaseThenStop{holder, collector_, gateway_};
   const GatewayCollector impatient(*gateway_, 200ms);
   const std::set<Labels> perWorker{{{"worker", "0"}}, {{"worker", "1"}}};
 
-  // Flows until one worker blocks writing a flow's line (a flow's client sees its end before
-  // the line is written). Checked after every flow: the next one could land on that worker.
+  // Flows until one worker is held (a flow's client sees its end before the loop tells the
+  // sink). Checked after every flow: the next one could land on the held worker.
   std::optional<Scrape> partial;
   int flows = 0;
   while (!partial && flows < 100) {
@@ -346,7 +379,7 @@ TEST_F(MetricsCollectorTest, ALoopThatDoesNotAnswerInTimeIsLeftOutOfTheLoopOnlyV
     Scrape s(impatient.Collect());
     if (s.labelSets("evgate_reactor_timers").size() < 2) partial.emplace(std::move(s));
   }
-  ASSERT_TRUE(partial) << "no worker blocked on the access log after " << flows << " flows";
+  ASSERT_TRUE(partial) << "no worker held after " << flows << " flows";
   const std::set<Labels> answered = partial->labelSets("evgate_reactor_timers");
   ASSERT_EQ(answered.size(), 1u);
   const std::string stuck = answered.begin()->at("worker") == "0" ? "1" : "0";
@@ -373,25 +406,16 @@ TEST_F(MetricsCollectorTest, ALoopThatDoesNotAnswerInTimeIsLeftOutOfTheLoopOnlyV
       << again.text();
   EXPECT_EQ(again.labelSets("evgate_reactor_timers").size(), 1u);
 
-  // Reading the FIFO frees the loop: every worker answers again, and the queue empties.
-  char buf[4096];
-  const auto drain = [&] {
-    while (::read(reader.get(), buf, sizeof buf) > 0) {
-    }
-  };
+  // Released, the loop answers again, and its queue empties.
+  holder.release();
   EXPECT_TRUE(eventually([&] {
-    drain();
     const Scrape s(impatient.Collect());
     return s.labelSets("evgate_reactor_timers") == perWorker &&
            s.value("evgate_backpressure_buffered_bytes", {{"listener", "web"}}) == 0.0;
   }));
   EXPECT_TRUE(eventually([&] {
-    drain();
     return scrape().value("evgate_reactor_queued_functions", {{"worker", stuck}}) == 0.0;
   }));
-  // Stopped while the FIFO still has its reader: no write(2) may hit a FIFO without one.
-  collector_.reset();
-  gateway_->stop();
 }
 
 // ---- Listeners: bytes, accepted, closed, duration
@@ -1374,6 +1398,61 @@ TEST_F(MetricsCollectorTest, ReactorFamiliesHaveASeriesPerWorker) {
     return sumOf({{"state", "pending"}}, "evgate_reactor_events") == pending &&
            sumOf({}, "evgate_reactor_timers") == timers;
   })) << scrape().text();
+}
+
+// ---- Log queues
+
+// The access log written to a FIFO nobody reads (its buffer one page): the workers go on relaying
+// and answering scrapes, and the lines that do not fit are counted as dropped.
+TEST_F(MetricsCollectorTest, AnAccessLogNobodyReadsCostsDroppedLinesNotAStalledLoop) {
+  test::TempDir dir("evgate-metrics-fifo");
+  const std::string fifo = dir.file("access.log");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  const UniqueFd reader(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_GE(reader.get(), 0) << std::strerror(errno);
+  ASSERT_EQ(::fcntl(reader.get(), F_SETPIPE_SZ, 4096), 4096) << std::strerror(errno);
+  EchoBackend backend;
+  Config config = baseConfig();
+  config.accessLog.mode = AccessLogMode::kFile;
+  config.accessLog.path = fifo;
+  config.accessLog.queueLimit = 8192;  // about 40 lines
+  config.clusters.push_back(clusterOf("c", {backend.address()}));
+  config.listeners.push_back(listenerOf("web", "c"));
+  start(config);
+  const Labels access{{"log", "access"}};
+  EXPECT_EQ(scrape().value("evgate_log_queue_limit_bytes", access), 8192.0);
+  EXPECT_EQ(scrape().value("evgate_log_lines_dropped_total", access), 0.0);
+
+  constexpr int kFlows = 200;  // about 40 KiB of lines: five times the pipe and the queue
+  for (int i = 0; i < kFlows; ++i) {
+    ASSERT_TRUE(echoFlow(bound("web"), "one line")) << "flow " << i;
+  }
+  // Every flow's line is written, queued or dropped once its flow has closed on the worker.
+  EXPECT_TRUE(settlesAt("evgate_listener_connections_active", {{"listener", "web"}}, 0));
+  const Scrape stalled = scrape();
+  // Both loops answer (the loop-only families are there for each).
+  EXPECT_EQ(stalled.labelSets("evgate_reactor_timers").size(), 2u) << stalled.text();
+  EXPECT_GT(stalled.value("evgate_log_lines_dropped_total", access).value_or(0), 0.0);
+  EXPECT_LE(stalled.value("evgate_log_queue_bytes", access).value_or(-1), 8192.0);
+  // A whole line per write: what the FIFO holds is whole lines.
+  char buf[8192];
+  const ssize_t n = ::read(reader.get(), buf, sizeof buf);
+  ASSERT_GT(n, 0) << std::strerror(errno);
+  EXPECT_EQ(buf[n - 1], '\n');
+  EXPECT_EQ(buf[0], '{');
+  // Gone (its access log closed: LogSink::kCloseTimeout with nobody reading) while the FIFO
+  // still has its reader: a write(2) to a FIFO without one would raise SIGPIPE.
+  collector_.reset();
+  gateway_.reset();
+}
+
+TEST_F(MetricsCollectorTest, NoAccessLogQueueWhenTheAccessLogIsOff) {
+  EchoBackend backend;
+  Config config = baseConfig();
+  config.clusters.push_back(clusterOf("c", {backend.address()}));
+  config.listeners.push_back(listenerOf("web", "c"));
+  start(config);
+  EXPECT_EQ(scrape().value("evgate_log_queue_limit_bytes", {{"log", "access"}}), std::nullopt);
 }
 
 // ---- Series across reloads

@@ -44,6 +44,7 @@
 #include "tests/integration/fault_upstream.h"
 #include "tests/integration/figures.h"
 #include "tests/integration/flood_upstream.h"
+#include "tests/integration/grpc_probe.h"
 #include "tests/integration/metric_scrape.h"
 #include "tests/integration/net_util.h"
 #include "tests/integration/payload.h"
@@ -60,6 +61,7 @@ constexpr uint64_t kMiB = 1024 * kKiB;
 constexpr uint64_t kGiB = 1024 * kMiB;
 
 using Daemon = RelayDaemon;
+namespace v1 = ::evgate::admin::v1;
 
 // The test process may hold as many fds as the hard limit allows (the slow-reader attack holds
 // two per flow here too: the client and the upstream's end).
@@ -653,6 +655,120 @@ TEST(FaultsTest, FdExhaustionNeitherSpinsNorHurtsOpenFlows) {
          std::to_string(cpuQuiet) + " s over " + std::to_string(quietSeconds) +
          " s at the limit (" + std::to_string(knocked) + " knocks closed); recovered in " +
          std::to_string(std::chrono::duration<double, std::milli>(recovery).count()) + " ms");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A log reader that stops reading: the daemon's stdout (access log) and stderr (its log, the
+// admin audit lines) fill and stay full.
+
+// Creates and deletes a cluster: two audit lines on stderr.
+grpc::Status churnCluster(v1::Admin::Stub& admin, const std::string& name,
+                          const std::string& endpoint) {
+  v1::CreateClusterRequest create;
+  create.mutable_cluster()->set_name(name);
+  create.mutable_cluster()->add_endpoints()->set_address(endpoint);
+  v1::Cluster created;
+  if (grpc::Status s = admin.CreateCluster(callContext().get(), create, &created); !s.ok()) {
+    return s;
+  }
+  v1::DeleteClusterRequest remove;
+  remove.set_name(name);
+  v1::DeleteClusterResponse removed;
+  return admin.DeleteCluster(callContext().get(), remove, &removed);
+}
+
+TEST(FaultsTest, AStalledLogReaderCostsLogLinesNotFlowsOrAdminCalls) {
+  EchoServer echo;
+  ASSERT_TRUE(echo.ok());
+  Daemon daemon({{"echo", echo.address(), {}}}, /*accessLog=*/true, /*workers=*/2, "",
+                /*logQueueLimit=*/"16KiB");
+  ASSERT_TRUE(daemon.ok()) << daemon.describe();
+  ASSERT_TRUE(daemon.process().pauseReading(4096));
+
+  // Far more lines than the pipes and queues hold: each flow writes an access line (~250 B),
+  // each cycle two audit lines (~200 B). With a blocking log the first full pipe would stall a
+  // worker or the admin API, and the flows or calls would run into their deadlines.
+  const int kFlows = kSanitized ? 400 : 1000;
+  const int kAdminCycles = kSanitized ? 80 : 200;
+  const std::string message = "a line through a gateway whose log nobody reads";
+  int adminCycles = 0;
+  for (int i = 0; i < kFlows; ++i) {
+    const Fd client(connectTo(daemon.port("echo")));
+    ASSERT_GE(client.get(), 0) << "flow " << i;
+    ASSERT_TRUE(echoes(client.get(), message)) << "flow " << i;
+    if (i % (kFlows / kAdminCycles) == 0) {
+      const grpc::Status s =
+          churnCluster(daemon.admin(), "churn" + std::to_string(i), echo.address());
+      ASSERT_TRUE(s.ok()) << "admin cycle " << adminCycles << ": " << s.error_message();
+      ++adminCycles;
+    }
+  }
+  // Every flow's line is queued or dropped: its close was counted, and the scrape that saw the
+  // count waited on each worker's loop, after that close had run to its end.
+  ASSERT_TRUE(eventually([&] {
+    return daemon.metric("evgate_listener_flows_closed_total",
+                         {{"listener", "echo"}, {"reason", "client_eof"}}) == kFlows;
+  })) << daemon.describe();
+  const double accessDropped = daemon.metric("evgate_log_lines_dropped_total", {{"log", "access"}});
+  const double processDropped =
+      daemon.metric("evgate_log_lines_dropped_total", {{"log", "process"}});
+  EXPECT_GT(accessDropped, 0.0);
+  EXPECT_GT(processDropped, 0.0);
+  EXPECT_LE(daemon.metric("evgate_log_queue_bytes", {{"log", "access"}}), 16384.0);
+  EXPECT_EQ(daemon.metric("evgate_log_queue_limit_bytes", {{"log", "process"}}), 16384.0);
+
+  // Read again: once the queues have drained, the lines written after the stall arrive, and
+  // the reports of how many were dropped.
+  daemon.process().resumeReading();
+  ASSERT_TRUE(eventually([&] {
+    return daemon.metric("evgate_log_queue_bytes", {{"log", "access"}}) == 0.0 &&
+           daemon.metric("evgate_log_queue_bytes", {{"log", "process"}}) == 0.0;
+  }));
+  {
+    const Fd client(connectTo(daemon.port("echo")));
+    ASSERT_TRUE(echoes(client.get(), message));
+  }
+  ASSERT_TRUE(churnCluster(daemon.admin(), "after", echo.address()).ok());
+  EXPECT_TRUE(daemon.process().waitForOutput(std::regex(R"(access log: \d+ lines dropped)"), 10s,
+                                             Process::Stream::kStderr))
+      << daemon.describe();
+  EXPECT_TRUE(daemon.process().waitForOutput(std::regex(R"(warn log: \d+ lines dropped)"), 10s,
+                                             Process::Stream::kStderr))
+      << daemon.describe();
+  EXPECT_TRUE(daemon.process().waitForOutput(std::regex(R"(target=cluster/after )"), 10s,
+                                             Process::Stream::kStderr))
+      << daemon.describe();
+  // Nothing is dropped once the reader is back: the count is final.
+  EXPECT_EQ(daemon.metric("evgate_log_lines_dropped_total", {{"log", "access"}}), accessDropped);
+  ASSERT_TRUE(daemon.stop()) << daemon.describe();
+  // Whatever reached stdout is whole access records, the flow after the stall's among them.
+  const std::vector<AccessRecord> records = accessRecords(daemon.process().out());
+  EXPECT_GT(records.size(), 0u);
+  EXPECT_LT(records.size(), static_cast<size_t>(kFlows) + 1);
+  EXPECT_EQ(records.size() + static_cast<size_t>(accessDropped), static_cast<size_t>(kFlows) + 1)
+      << "every flow's line either written or counted as dropped";
+  report("stalled log reader: " + std::to_string(kFlows) + " flows and " +
+         std::to_string(adminCycles) + " admin cycles went through; dropped " +
+         std::to_string(static_cast<uint64_t>(accessDropped)) + " access and " +
+         std::to_string(static_cast<uint64_t>(processDropped)) + " process log lines");
+}
+
+// SIGTERM while nobody reads the log: the daemon still exits, giving up on the lines it cannot
+// write after LogSink::kCloseTimeout (a second per log), rather than hanging on a full pipe.
+TEST(FaultsTest, TheDaemonExitsWhileItsLogReaderIsStalled) {
+  EchoServer echo;
+  ASSERT_TRUE(echo.ok());
+  Daemon daemon({{"echo", echo.address(), {}}}, /*accessLog=*/true, /*workers=*/2, "",
+                /*logQueueLimit=*/"64KiB");
+  ASSERT_TRUE(daemon.ok()) << daemon.describe();
+  ASSERT_TRUE(daemon.process().pauseReading(4096));
+  for (int i = 0; i < 100; ++i) {
+    const Fd client(connectTo(daemon.port("echo")));
+    ASSERT_TRUE(echoes(client.get(), "fill the pipe")) << "flow " << i;
+    ASSERT_TRUE(churnCluster(daemon.admin(), "c" + std::to_string(i), echo.address()).ok());
+  }
+  EXPECT_TRUE(daemon.stop()) << "did not exit with its log reader stalled";
+  daemon.process().resumeReading();
 }
 
 }  // namespace

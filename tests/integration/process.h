@@ -10,7 +10,8 @@
 // A thread of the Process reads both pipes all the time, so a chatty child never blocks on a
 // full pipe, however long the test goes without looking (a pipe may hold as little as 4 KiB:
 // Linux shrinks new pipes to one page once a user's pipes pass fs.pipe-user-pages-soft). The
-// destructor SIGKILLs a child that is still running and reaps it.
+// destructor SIGKILLs a child that is still running and reaps it. pauseReading() stops it, for
+// tests of a child whose log reader stalls.
 //
 // Thread rule: the methods from one thread at a time.
 
@@ -124,9 +125,11 @@ class Process {
       ::close(err[0]);
       return;
     }
-    stopFd_ = ::eventfd(0, EFD_CLOEXEC);
+    wakeFd_ = ::eventfd(0, EFD_CLOEXEC);
+    pipeFds_[0] = out[0];
+    pipeFds_[1] = err[0];
     open_[0] = open_[1] = true;
-    reader_ = std::thread([this, outFd = out[0], errFd = err[0]] { readLoop(outFd, errFd); });
+    reader_ = std::thread([this] { readLoop(); });
   }
 
   ~Process() {
@@ -199,6 +202,29 @@ class Process {
     return exit_;
   }
 
+  // Stops reading the child's output until resumeReading(), as a log reader that stalls: the
+  // pipes fill and stay full. Each pipe is shrunk to `pipeSize` bytes first (F_SETPIPE_SZ;
+  // Linux rounds up to a page). False if a pipe could not be shrunk (it held more than that).
+  bool pauseReading(int pipeSize = 4096) {
+    bool shrunk = true;
+    {
+      std::lock_guard lock(mutex_);
+      paused_ = true;
+      for (const int i : {0, 1}) {
+        if (open_[i] && ::fcntl(pipeFds_[i], F_SETPIPE_SZ, pipeSize) < 0) shrunk = false;
+      }
+    }
+    wakeReader();
+    return shrunk;
+  }
+  void resumeReading() {
+    {
+      std::lock_guard lock(mutex_);
+      paused_ = false;
+    }
+    wakeReader();
+  }
+
   // Everything read so far (a copy: the reader appends meanwhile).
   std::string out() const {
     std::lock_guard lock(mutex_);
@@ -210,38 +236,44 @@ class Process {
   }
 
  private:
-  // The reader thread: appends whatever either pipe brings until both reach EOF or stopFd_ is
-  // signalled, then closes them.
-  void readLoop(int outFd, int errFd) {
-    int fds[2] = {outFd, errFd};
+  // The reader thread: appends whatever either pipe brings until both reach EOF or a stop is
+  // asked, then closes them. While paused it only waits for wakeFd_.
+  void readLoop() {
     char buf[65536];
-    while (fds[0] >= 0 || fds[1] >= 0) {
+    for (;;) {
       pollfd p[3];
       int which[3];
       nfds_t count = 0;
-      for (const int i : {0, 1}) {
-        if (fds[i] < 0) continue;
-        p[count] = pollfd{fds[i], POLLIN, 0};
-        which[count++] = i;
+      {
+        std::lock_guard lock(mutex_);
+        if (stopping_ || (!open_[0] && !open_[1])) break;
+        for (const int i : {0, 1}) {
+          if (!open_[i] || paused_) continue;
+          p[count] = pollfd{pipeFds_[i], POLLIN, 0};
+          which[count++] = i;
+        }
       }
-      p[count] = pollfd{stopFd_, POLLIN, 0};
+      p[count] = pollfd{wakeFd_, POLLIN, 0};
       which[count++] = -1;
       if (::poll(p, count, -1) < 0) {
         if (errno == EINTR) continue;
         break;
       }
-      if ((p[count - 1].revents & POLLIN) != 0) break;
+      if ((p[count - 1].revents & POLLIN) != 0) {
+        uint64_t wakes = 0;
+        [[maybe_unused]] const ssize_t reset = ::read(wakeFd_, &wakes, sizeof wakes);
+        continue;  // look at the flags again
+      }
       for (nfds_t k = 0; k + 1 < count; ++k) {
         if ((p[k].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
         const int i = which[k];
-        const ssize_t n = ::read(fds[i], buf, sizeof buf);
+        const ssize_t n = ::read(pipeFds_[i], buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         std::lock_guard lock(mutex_);
         if (n > 0) {
           text_[i].append(buf, static_cast<size_t>(n));
         } else {
-          ::close(fds[i]);
-          fds[i] = -1;
+          ::close(pipeFds_[i]);
           open_[i] = false;
         }
         grew_.notify_all();
@@ -249,29 +281,40 @@ class Process {
     }
     std::lock_guard lock(mutex_);
     for (const int i : {0, 1}) {
-      if (fds[i] >= 0) ::close(fds[i]);
+      if (open_[i]) ::close(pipeFds_[i]);
       open_[i] = false;
     }
     grew_.notify_all();
   }
 
+  void wakeReader() {
+    const uint64_t one = 1;
+    if (::write(wakeFd_, &one, sizeof one) < 0) std::perror("eventfd write");
+  }
+
   void stopReader() {
     if (!reader_.joinable()) return;
-    const uint64_t one = 1;
-    if (::write(stopFd_, &one, sizeof one) < 0) std::perror("eventfd write");
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wakeReader();
     reader_.join();
-    ::close(stopFd_);
+    ::close(wakeFd_);
   }
 
   pid_t pid_ = -1;
   std::string error_;
   std::optional<Exit> exit_;
-  int stopFd_ = -1;  // wakes the reader to stop
+  int wakeFd_ = -1;            // an eventfd: the reader looks at stopping_ and paused_ again
+  int pipeFds_[2] = {-1, -1};  // the read ends: stdout, stderr (valid while open_)
   std::thread reader_;
-  mutable std::mutex mutex_;  // guards text_ and open_
+  mutable std::mutex mutex_;  // guards text_, open_, paused_, stopping_
   std::condition_variable grew_;
   std::string text_[2];            // stdout, stderr
   bool open_[2] = {false, false};  // the reader still reads it
+  bool paused_ = false;
+  bool stopping_ = false;
 };
 
 }  // namespace evgate::test

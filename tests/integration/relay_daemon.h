@@ -39,11 +39,15 @@ struct Route {
 };
 
 // `topLevel`: more top-level "key: value" lines (state_file, max_buffered_bytes, ...).
+// `logQueueLimit`: log.queue_limit and access_log.queue_limit, if not empty.
 inline std::string relayYaml(const std::vector<Route>& routes, bool accessLog, int workers,
-                             const std::string& topLevel = "") {
+                             const std::string& topLevel = "",
+                             const std::string& logQueueLimit = "") {
+  const std::string queueLimit =
+      logQueueLimit.empty() ? std::string() : ", queue_limit: " + logQueueLimit;
   std::string yaml = "workers: " + std::to_string(workers) + "\ndrain_timeout: 5s\n" +
-                     "log: { format: text, level: info }\n" +
-                     "access_log: { mode: " + (accessLog ? "stdout" : "off") + " }\n" +
+                     "log: { format: text, level: info" + queueLimit + " }\n" +
+                     "access_log: { mode: " + (accessLog ? "stdout" : "off") + queueLimit + " }\n" +
                      "admin: { address: 127.0.0.1:0 }\nmetrics: { address: 127.0.0.1:0 }\n" +
                      topLevel + "clusters:\n";
   for (const Route& route : routes) {
@@ -62,12 +66,11 @@ class RelayDaemon {
  public:
   static constexpr auto kStartLimit = std::chrono::seconds(10);
 
-  // With the access log on, it goes to the daemon's stdout, which is read only while the test
-  // waits on the process: keep it off for tests with more flows than a pipe holds lines.
+  // With the access log on, it goes to the daemon's stdout (process().out()).
   RelayDaemon(const std::vector<Route>& routes, bool accessLog, int workers = 2,
-              const std::string& topLevel = "") {
+              const std::string& topLevel = "", const std::string& logQueueLimit = "") {
     path_ = dir_.file("evgate.yaml");
-    writeFile(path_, relayYaml(routes, accessLog, workers, topLevel));
+    writeFile(path_, relayYaml(routes, accessLog, workers, topLevel, logQueueLimit));
     process_ =
         std::make_unique<Process>(std::vector<std::string>{EVGATE_BINARY, "--config", path_});
     if (!process_->started()) return;
