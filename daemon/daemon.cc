@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "admin/admin_runtime.h"
+#include "admin/grpc_log.h"
 #include "gateway/config/config_parser.h"
 #include "gateway/config/config_watcher.h"
 #include "gateway/config/default_config.h"
@@ -241,10 +242,11 @@ int run(const Options& options) {
   // this covers anything else).
   (void)signal(SIGPIPE, SIG_IGN);  // cannot fail for a valid signal and handler
 
-  // From here on the log is written by its own thread (started after the mask, like every
-  // other): a stalled reader of stderr costs lines, counted, never a stalled worker or admin
-  // call. Flushed on every way out of run().
+  // From here on the log, gRPC's lines included, is written by its own thread (started after
+  // the mask, like every other): a stalled reader of stderr costs lines, counted, never a
+  // stalled worker or admin call. Flushed on every way out of run().
   gateway::startLogQueue(result.config->log.queueLimit);
+  admin::routeGrpcLogToEvgateLog();
   struct FlushLogAtExit {
     FlushLogAtExit() = default;
     FlushLogAtExit(const FlushLogAtExit&) = delete;
