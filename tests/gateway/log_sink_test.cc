@@ -62,6 +62,37 @@ struct Pipe {
   }
 };
 
+// Reads a pipe on a thread of its own until finish(), which returns everything read.
+class BackgroundReader {
+ public:
+  explicit BackgroundReader(const Pipe& pipe) : pipe_(pipe), thread_([this] { run(); }) {}
+  ~BackgroundReader() {
+    if (thread_.joinable()) finish();
+  }
+  BackgroundReader(const BackgroundReader&) = delete;
+  BackgroundReader& operator=(const BackgroundReader&) = delete;
+  std::string finish() {
+    done_ = true;
+    thread_.join();
+    return read_;
+  }
+
+ private:
+  void run() {
+    while (!done_.load()) {
+      pollfd ready{pipe_.reader.get(), POLLIN, 0};
+      (void)::poll(&ready, 1, 10);
+      read_ += pipe_.drain();
+    }
+    read_ += pipe_.drain();
+  }
+
+  const Pipe& pipe_;
+  std::atomic<bool> done_{false};
+  std::string read_;
+  std::thread thread_;  // last: starts once the rest is there
+};
+
 // "line N " padded with '.' to `size` bytes (without the '\n').
 std::string numberedLine(size_t n, size_t size = 100) {
   std::string line = "line " + std::to_string(n) + " ";
@@ -93,19 +124,12 @@ std::vector<size_t> numbersIn(const std::string& text, size_t size = 100) {
 
 TEST(LogSinkTest, WritesEveryLineWholeAndInOrder) {
   const Pipe pipe;
+  BackgroundReader reader(pipe);
   LogSink sink(pipe.writer.get(), 1 << 20, "test");
-  std::string read;
   constexpr size_t kLines = 2000;
-  std::thread reader([&] {
-    while (std::count(read.begin(), read.end(), '\n') < static_cast<long>(kLines)) {
-      pollfd ready{pipe.reader.get(), POLLIN, 0};
-      if (::poll(&ready, 1, 10000) <= 0) return;
-      read += pipe.drain();
-    }
-  });
   for (size_t i = 0; i < kLines; ++i) sink.write(numberedLine(i) + (i % 2 == 0 ? "\n" : ""));
   EXPECT_TRUE(sink.flush(10s));
-  reader.join();
+  const std::string read = reader.finish();
   const std::vector<size_t> numbers = numbersIn(read);
   ASSERT_EQ(numbers.size(), kLines);
   for (size_t i = 0; i < kLines; ++i) ASSERT_EQ(numbers[i], i);
@@ -171,23 +195,12 @@ TEST(LogSinkTest, CloseKeepsItsDeadlineWithAReaderThatNeverReads) {
 
 TEST(LogSinkTest, CloseWritesWhatIsQueuedWhenTheReaderReads) {
   const Pipe pipe;
-  std::string read;
-  std::atomic<bool> done{false};
-  std::thread reader([&] {
-    while (!done.load()) {
-      pollfd ready{pipe.reader.get(), POLLIN, 0};
-      (void)::poll(&ready, 1, 10);
-      read += pipe.drain();
-    }
-    read += pipe.drain();
-  });
+  BackgroundReader reader(pipe);
   {
     LogSink sink(pipe.writer.get(), 1 << 20, "test");
     for (size_t i = 0; i < 3000; ++i) sink.write(numberedLine(i));
   }  // the destructor closes
-  done = true;
-  reader.join();
-  EXPECT_EQ(numbersIn(read).size(), 3000u);
+  EXPECT_EQ(numbersIn(reader.finish()).size(), 3000u);
 }
 
 TEST(LogSinkTest, AfterCloseAWriteGoesStraightToTheFd) {
@@ -203,16 +216,7 @@ TEST(LogSinkTest, AfterCloseAWriteGoesStraightToTheFd) {
 // library that logs to stderr itself) cannot split one: every line read back is whole.
 TEST(LogSinkTest, AnotherWriterOfThePipeNeverSplitsALine) {
   const Pipe pipe;
-  std::string read;
-  std::atomic<bool> done{false};
-  std::thread reader([&] {
-    while (!done.load()) {
-      pollfd ready{pipe.reader.get(), POLLIN, 0};
-      (void)::poll(&ready, 1, 10);
-      read += pipe.drain();
-    }
-    read += pipe.drain();
-  });
+  BackgroundReader reader(pipe);
   constexpr size_t kSize = 700;  // five lines fill a PIPE_BUF write but for 596 bytes
   const std::string foreign = std::string(kSize, 'x') + "\n";
   LogSink sink(pipe.writer.get(), 8 << 20, "test");
@@ -226,8 +230,7 @@ TEST(LogSinkTest, AnotherWriterOfThePipeNeverSplitsALine) {
   other.join();
   EXPECT_TRUE(sink.flush(10s));
   sink.close();
-  done = true;
-  reader.join();
+  const std::string read = reader.finish();
   std::string own;
   size_t foreignLines = 0;
   for (const std::string& line : splitLines(read)) {
