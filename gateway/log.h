@@ -19,7 +19,7 @@ void configureLog(LogFormat format, LogLevel level);
 // For the daemon, once, at start; a later call is ignored. Safe from any thread.
 void startLogQueue(size_t queueLimit);
 // Writes what is queued (for at most LogSink::kCloseTimeout) and goes back to writing at once.
-// For the daemon's exit. Safe from any thread.
+// For the daemon's exit, from one thread.
 void stopLogQueue();
 // The queue's figures; nullopt before startLogQueue(). Safe from any thread.
 std::optional<LogSink::Stats> logQueueStats();

@@ -1,31 +1,30 @@
 #include "gateway/log_sink.h"
 
+#include <fcntl.h>
 #include <limits.h>  // PIPE_BUF
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <string>
+#include <thread>
 #include <utility>
 
 namespace evgate::gateway {
 namespace {
 
-// A regular file takes a large write at once. A pipe or a socket takes PIPE_BUF bytes in one
-// piece (pipe(7): never interleaved with another writer's bytes), and once poll(2) reports
-// POLLOUT it has room for at least that much, so the write does not block.
+// A regular file takes a large write at once. Anything else (a pipe, a socket, a terminal) gets
+// at most PIPE_BUF bytes a write: to a pipe that is one piece, never interleaved with another
+// writer's bytes (pipe(7)), and once poll(2) reports POLLOUT a pipe has room for that much.
 constexpr size_t kFileChunk = 64 * 1024;
-// How often a thread waiting for room looks at a close's deadline.
+// How often a thread waiting for room looks at a close's deadline; also the pause after a write
+// that found no room although poll(2) said there was.
 constexpr std::chrono::milliseconds kPollSlice{50};
-
-size_t chunkLimitFor(int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return PIPE_BUF;
-  return kFileChunk;
-}
 
 uint64_t countLines(std::string_view text) {
   return static_cast<uint64_t>(std::count(text.begin(), text.end(), '\n'));
@@ -34,15 +33,28 @@ uint64_t countLines(std::string_view text) {
 }  // namespace
 
 LogSink::LogSink(int fd, size_t queueLimit, std::string name, DropReport report)
-    : fd_(fd),
-      limit_(queueLimit),
-      name_(std::move(name)),
-      report_(std::move(report)),
-      chunkLimit_(chunkLimitFor(fd)) {
+    : fd_(fd), limit_(queueLimit), name_(std::move(name)), report_(std::move(report)) {
+  struct stat st {};
+  const bool known = ::fstat(fd, &st) == 0;
+  chunkLimit_ = known && S_ISREG(st.st_mode) ? kFileChunk : PIPE_BUF;
+  socket_ = known && S_ISSOCK(st.st_mode);
+  if (known && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
+    // The thread's writes must not block, but O_NONBLOCK on `fd` itself would change the file
+    // description it shares with other processes (a shell's terminal, a parent's pipe). A new
+    // description of the same pipe or terminal, opened through /proc, is ours alone. Where
+    // that fails (no /proc; a FIFO whose reader is gone), the writes block, still only after
+    // poll(2) has reported room.
+    const std::string self = "/proc/self/fd/" + std::to_string(fd);
+    const int reopened = ::open(self.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (reopened >= 0) writeFd_ = reopened;
+  }
   thread_ = std::thread([this] { run(); });
 }
 
-LogSink::~LogSink() { close(); }
+LogSink::~LogSink() {
+  close();
+  if (writeFd_ >= 0) ::close(writeFd_);
+}
 
 void LogSink::write(std::string_view line) { enqueue(line, limit_); }
 
@@ -51,6 +63,8 @@ void LogSink::writeReport(std::string_view line) { enqueue(line, limit_ + kRepor
 void LogSink::enqueue(std::string_view line, size_t limit) {
   const bool terminated = !line.empty() && line.back() == '\n';
   const size_t size = line.size() + (terminated ? 0 : 1);
+  // Counted as the fd's reader will see them: a message with newlines in it is several lines.
+  const uint64_t lines = countLines(line) + (terminated ? 0 : 1);
   std::unique_lock lock(mutex_);
   if (closed_) {
     lock.unlock();
@@ -61,15 +75,17 @@ void LogSink::enqueue(std::string_view line, size_t limit) {
     return;
   }
   if (queue_.size() + batchBytes_ + size > limit) {
-    ++dropped_;
-    ++unreported_;
+    dropped_ += lines;
+    unreported_ += lines;
     return;
   }
   queue_.append(line);
   if (!terminated) queue_ += '\n';
-  ++enqueued_;
+  enqueued_ += lines;
+  const bool wasEmpty = queueLines_ == 0;
+  queueLines_ += lines;
   // The thread sleeps only on an empty queue: only the first line needs to wake it.
-  if (++queueLines_ == 1) {
+  if (wasEmpty) {
     lock.unlock();
     wake_.notify_one();
   }
@@ -144,6 +160,7 @@ void LogSink::run() {
 
 uint64_t LogSink::writeBatch(std::string_view batch) {
   uint64_t lost = 0;
+  bool pause = false;
   while (!batch.empty()) {
     // Whole lines, at most chunkLimit_ bytes, unless a single line is longer.
     size_t end = batch.size();
@@ -153,11 +170,19 @@ uint64_t LogSink::writeBatch(std::string_view batch) {
       if (end == 0) end = batch.size();
     }
     const std::string_view chunk = batch.substr(0, end);
-    if (!waitWritable()) return lost + countLines(batch);
-    const ssize_t written = ::write(fd_, chunk.data(), chunk.size());
+    if (!waitWritable(pause)) return lost + countLines(batch);
+    pause = false;
+    const int fd = writeFd_ >= 0 ? writeFd_ : fd_;
+    const ssize_t written =
+        socket_ ? ::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
+                : ::write(fd, chunk.data(), chunk.size());
     if (written < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;  // EAGAIN: someone set O_NONBLOCK
-      lost += countLines(chunk);                        // EPIPE, ENOSPC, EBADF...
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        pause = true;  // room taken by another writer, or a stopped terminal: try again later
+        continue;
+      }
+      lost += countLines(chunk);  // EPIPE, ENOSPC, EBADF...
       batch.remove_prefix(chunk.size());
       continue;
     }
@@ -166,14 +191,23 @@ uint64_t LogSink::writeBatch(std::string_view batch) {
   return lost;
 }
 
-bool LogSink::waitWritable() const {
+bool LogSink::waitWritable(bool pause) const {
+  const int fd = writeFd_ >= 0 ? writeFd_ : fd_;
   for (;;) {
-    pollfd ready{fd_, POLLOUT, 0};
+    {
+      std::lock_guard lock(mutex_);
+      if (closing_ && std::chrono::steady_clock::now() >= closeDeadline_) return false;
+    }
+    if (pause) {
+      // poll(2) said there was room and the write found none: poll would say so again at once.
+      std::this_thread::sleep_for(kPollSlice);
+      pause = false;
+      continue;
+    }
+    pollfd ready{fd, POLLOUT, 0};
     const int n = ::poll(&ready, 1, static_cast<int>(kPollSlice.count()));
-    // POLLOUT, or POLLERR/POLLHUP (a reader gone), or a poll error: write(2) tells which.
+    // POLLOUT, or POLLERR/POLLHUP (a reader gone), or a poll error: the write tells which.
     if (n > 0 || (n < 0 && errno != EINTR)) return true;
-    std::lock_guard lock(mutex_);
-    if (closing_ && std::chrono::steady_clock::now() >= closeDeadline_) return false;
   }
 }
 

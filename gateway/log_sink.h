@@ -8,10 +8,13 @@
 //   LogSink sink(STDOUT_FILENO, 4 << 20, "access log", [](uint64_t n) { warn(n); });
 //   sink.write(line);  // from any thread; never waits on the fd
 //
-// Lines keep their order. Each write(2) carries whole lines only, at most PIPE_BUF bytes to a
-// pipe or socket (so another writer of the same pipe, e.g. a library logging to stderr, never
-// splits a line), and is issued only once poll(2) says the fd has room: the sink's thread never
-// sits in a write it cannot leave, so close() keeps its deadline even with a reader that is gone.
+// Lines keep their order. Each write carries whole lines only, at most PIPE_BUF bytes to
+// anything but a regular file (so another writer of the same pipe, e.g. a library logging to
+// stderr, never splits a line), and is issued once poll(2) says the fd has room. To a pipe,
+// a terminal or a socket it does not block either (a non-blocking description of the pipe or
+// terminal of its own, opened through /proc; send(MSG_DONTWAIT) to a socket), so the sink's
+// thread never sits in a write it cannot leave and close() keeps its deadline even when another
+// writer fills the pipe first or the terminal's output is stopped.
 //
 // Thread rule: write(), flush() and stats() are safe from any thread; close() is the owner's.
 // The fd is the caller's: it must stay open until close() returns (the destructor closes).
@@ -76,14 +79,17 @@ class LogSink {
   // Writes `batch` (whole lines), waiting for room with poll(2). Returns how many of its lines
   // were not written: failed, or still unwritten when a close's deadline passed.
   uint64_t writeBatch(std::string_view batch);
-  // Waits until the fd can take a write; false once a close's deadline has passed.
-  bool waitWritable() const;
+  // Waits until the fd can take a write (after a pause, with `pause`: the last write found no
+  // room); false once a close's deadline has passed.
+  bool waitWritable(bool pause) const;
 
   const int fd_;
   const size_t limit_;
   const std::string name_;
   const DropReport report_;
-  size_t chunkLimit_;  // the most bytes one write(2) carries (PIPE_BUF for pipes and sockets)
+  size_t chunkLimit_ = 0;  // the most bytes one write carries (PIPE_BUF but to a regular file)
+  bool socket_ = false;    // written with send(MSG_DONTWAIT)
+  int writeFd_ = -1;       // a non-blocking description of fd_'s pipe or terminal, if opened
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;     // the thread: lines queued, or close

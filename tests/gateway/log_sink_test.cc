@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -196,11 +197,71 @@ TEST(LogSinkTest, CloseKeepsItsDeadlineWithAReaderThatNeverReads) {
 TEST(LogSinkTest, CloseWritesWhatIsQueuedWhenTheReaderReads) {
   const Pipe pipe;
   BackgroundReader reader(pipe);
-  {
-    LogSink sink(pipe.writer.get(), 1 << 20, "test");
-    for (size_t i = 0; i < 3000; ++i) sink.write(numberedLine(i));
-  }  // the destructor closes
+  LogSink sink(pipe.writer.get(), 1 << 20, "test");
+  for (size_t i = 0; i < 3000; ++i) sink.write(numberedLine(i));
+  sink.close(60s);  // a deadline that only a hang would reach
   EXPECT_EQ(numbersIn(reader.finish()).size(), 3000u);
+  EXPECT_EQ(sink.stats().droppedLines, 0u);
+}
+
+// Two sinks on one pipe that nobody reads (a daemon run as `evgate 2>&1 | shipper` whose
+// shipper stalls): both see room, one takes it; the other's write must not block for good, so
+// both closes keep their deadlines. The pipe's own description stays blocking.
+TEST(LogSinkTest, TwoSinksOnOneStalledPipeBothClose) {
+  const Pipe pipe;
+  const int flagsBefore = ::fcntl(pipe.writer.get(), F_GETFL);
+  LogSink first(pipe.writer.get(), 1 << 20, "first");
+  LogSink second(pipe.writer.get(), 1 << 20, "second");
+  EXPECT_EQ(::fcntl(pipe.writer.get(), F_GETFL), flagsBefore);
+  for (size_t i = 0; i < 500; ++i) {
+    first.write(numberedLine(i));
+    second.write(numberedLine(i));
+  }
+  const auto started = std::chrono::steady_clock::now();
+  first.close(100ms);
+  second.close(100ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);  // bounded, not timed
+  const std::string read = pipe.drain();
+  EXPECT_LE(read.size(), kPipeSize);
+  EXPECT_EQ(splitLines(read).size() + first.stats().droppedLines + second.stats().droppedLines,
+            1000u);
+}
+
+// A line longer than the pipe that nobody reads: a blocking write(2) would take a page of it
+// and wait for good; the sink's write takes what fits and close() keeps its deadline.
+TEST(LogSinkTest, ALineLongerThanAStalledPipeDoesNotHoldUpClose) {
+  const Pipe pipe;
+  LogSink sink(pipe.writer.get(), 1 << 20, "test");
+  sink.write(std::string(3 * kPipeSize, 'x'));
+  const auto started = std::chrono::steady_clock::now();
+  sink.close(100ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);  // bounded, not timed
+  EXPECT_EQ(sink.stats().droppedLines, 1u);
+  EXPECT_EQ(pipe.drain(), std::string(kPipeSize, 'x'));
+}
+
+// A socket that is not read (stdout handed over as a socket, as systemd does for the journal):
+// the writes do not block, close keeps its deadline, and what got through is whole lines.
+TEST(LogSinkTest, ASocketNobodyReadsNeverBlocksTheSink) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0) << std::strerror(errno);
+  const UniqueFd mine(fds[0]);
+  const UniqueFd peer(fds[1]);
+  LogSink sink(mine.get(), 1 << 20, "test");
+  constexpr size_t kLines = 20000;  // 2 MB: past any socket buffer
+  for (size_t i = 0; i < kLines; ++i) sink.write(numberedLine(i));
+  const auto started = std::chrono::steady_clock::now();
+  sink.close(100ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);  // bounded, not timed
+  std::string read;
+  char buf[65536];
+  for (ssize_t n; (n = ::recv(peer.get(), buf, sizeof buf, MSG_DONTWAIT)) > 0;) {
+    read.append(buf, static_cast<size_t>(n));
+  }
+  const std::vector<size_t> numbers = numbersIn(read);
+  EXPECT_GT(sink.stats().droppedLines, 0u);
+  EXPECT_EQ(numbers.size() + sink.stats().droppedLines, kLines);
+  for (size_t i = 0; i < numbers.size(); ++i) ASSERT_EQ(numbers[i], i);
 }
 
 TEST(LogSinkTest, AfterCloseAWriteGoesStraightToTheFd) {
@@ -228,7 +289,7 @@ TEST(LogSinkTest, AnotherWriterOfThePipeNeverSplitsALine) {
   });
   for (size_t i = 0; i < 4000; ++i) sink.write(numberedLine(i, kSize));
   other.join();
-  EXPECT_TRUE(sink.flush(10s));
+  EXPECT_TRUE(sink.flush(60s));
   sink.close();
   const std::string read = reader.finish();
   std::string own;
