@@ -21,7 +21,7 @@ namespace {
 // A regular file takes a large write at once. Anything else (a pipe, a socket, a terminal) gets
 // at most PIPE_BUF bytes a write: to a pipe that is one piece, never interleaved with another
 // writer's bytes (pipe(7)), and once poll(2) reports POLLOUT a pipe has room for that much.
-constexpr size_t kFileChunk = 64 * 1024;
+constexpr size_t kFileChunk = size_t{64} * 1024;
 // How often a thread waiting for room looks at a close's deadline; also the pause after a write
 // that found no room although poll(2) said there was.
 constexpr std::chrono::milliseconds kPollSlice{50};
